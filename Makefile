@@ -1,0 +1,41 @@
+# regwatch: top-level build. `make` builds the module, the library and the
+# tests; `make check` runs host then guest tests; `make demo` runs the demo.
+# Each area keeps its rules in its own fragment (*.mk) included below.
+
+KVER ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
+KDIR ?= /lib/modules/$(KVER)/build
+BUILD ?= build
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -pthread
+LDLIBS += -pthread
+
+.PHONY: all module lib tests check check-host check-guest demo deps clean checkpatch
+
+all: module lib tests
+
+module:
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/kernel modules
+
+deps:
+	scripts/deps.sh
+
+include userlib/lib.mk
+include tests/host/host.mk
+include tests/guest/guest.mk
+
+tests: host-tests guest-tests
+
+checkpatch:
+	scripts/checkpatch.sh
+
+check: deps
+	scripts/check.sh
+
+demo: deps
+	scripts/demo.sh
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/kernel clean
+	rm -rf $(BUILD)

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libregwatch: the monitor API over /dev/regwatch.
+ *
+ * A struct regwatch is one monitor: an open /dev/regwatch fd bound to the
+ * calling process's address space, with its shared ring and state words
+ * mapped. Calls return 0 (or a count) on success and a negative errno on
+ * failure, like liburing; errno itself is left alone.
+ *
+ * Threads: regwatch_watch/unwatch/watchv/unwatchv/set_eventfd/stats may be
+ * called from any thread at once (each is one ioctl). regwatch_ref_valid()
+ * and regwatch_changed() are lock-free loads, callable anywhere, including
+ * signal handlers. regwatch_drain() and regwatch_read() consume the event
+ * ring: call them from one thread at a time.
+ *
+ * fork: the child must not use a monitor inherited from its parent; every
+ * call there fails with -EIO (the kernel checks the caller's mm) and the
+ * shared mappings are not inherited at all. The parent is unaffected.
+ */
+#ifndef REGWATCH_H
+#define REGWATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uapi/regwatch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct regwatch;
+
+/* Options for regwatch_open(); a NULL pointer or zero fields take the
+ * module's defaults. */
+struct regwatch_options {
+	unsigned int ring_entries;	/* event ring size (rounded up to 2^n) */
+	unsigned int max_watches;	/* state-word slots */
+	const char *device;		/* default REGWATCH_DEVICE */
+};
+
+/*
+ * A watch as userspace holds it. state points into the read-only shared
+ * mapping; the watch is valid exactly while *state == armed_state.
+ */
+struct regwatch_ref {
+	const uint64_t *state;
+	uint64_t armed_state;
+	uint64_t id;
+};
+
+/* Open and configure a monitor. -ENOENT when the module is not loaded. */
+int regwatch_open(const struct regwatch_options *opts, struct regwatch **out);
+
+/* Unmap, close, free. Watches die with the monitor. NULL is a no-op. */
+void regwatch_close(struct regwatch *rw);
+
+/* The negotiated configuration (ring size, max watches, features). */
+const struct regwatch_config *regwatch_config(const struct regwatch *rw);
+
+/*
+ * Watch [addr, addr + len) (rounded out to pages). flags: REGWATCH_WATCH_*.
+ * Errors are those of REGWATCH_IOC_WATCH in uapi/regwatch.h. On success
+ * *ref is filled; it is valid at once unless an invalidation has since hit
+ * the range. Order for a registration cache: watch, register, then check
+ * regwatch_ref_valid() and retry if it already fired.
+ */
+int regwatch_watch(struct regwatch *rw, const void *addr, size_t len,
+		   uint64_t cookie, unsigned int flags,
+		   struct regwatch_ref *ref);
+
+/* Remove a watch. -ENOENT if it is not a live watch of this monitor. */
+int regwatch_unwatch(struct regwatch *rw, const struct regwatch_ref *ref);
+
+/*
+ * Batch forms. reqs[i].addr/len/cookie/flags in; reqs[i].result, watch_id
+ * and armed_state out. Each entry succeeds or fails on its own; the return
+ * value is the number that succeeded (or -errno if the call failed as a
+ * whole, in which case no entry took effect). regwatch_ref_from() turns a
+ * successful entry into a ref.
+ */
+int regwatch_watchv(struct regwatch *rw, struct regwatch_watch *reqs,
+		    unsigned int count);
+int regwatch_unwatchv(struct regwatch *rw, struct regwatch_unwatch *reqs,
+		      unsigned int count);
+void regwatch_ref_from(const struct regwatch *rw,
+		       const struct regwatch_watch *req,
+		       struct regwatch_ref *ref);
+
+/* One load: true while the watch has not been invalidated or removed. */
+static inline bool regwatch_ref_valid(const struct regwatch_ref *ref)
+{
+	return __atomic_load_n(ref->state, __ATOMIC_ACQUIRE) ==
+	       ref->armed_state;
+}
+
+/*
+ * One load: true if any watch fired since *seen was last updated; *seen
+ * is updated to the current generation. Start with *seen = 0.
+ */
+bool regwatch_changed(struct regwatch *rw, uint64_t *seen);
+
+/*
+ * Consume every queued event, calling cb for each (in order). Returns the
+ * number of events consumed, or the first non-zero value cb returned
+ * (negative: stop, and the event that returned it is not consumed).
+ * No system call.
+ */
+typedef int (*regwatch_event_cb)(const struct regwatch_event *ev, void *arg);
+int regwatch_drain(struct regwatch *rw, regwatch_event_cb cb, void *arg);
+
+/* Events queued and not consumed yet. */
+uint64_t regwatch_pending(const struct regwatch *rw);
+
+/*
+ * The monitor's fd: poll/epoll report EPOLLIN while events are pending.
+ * Do not close it; regwatch_close() does.
+ */
+int regwatch_fd(const struct regwatch *rw);
+
+/* Signal eventfd efd (-1 to stop) whenever events are queued. */
+int regwatch_set_eventfd(struct regwatch *rw, int efd);
+
+/* Counters of this monitor and of the module (see struct regwatch_stats). */
+int regwatch_stats(struct regwatch *rw, struct regwatch_stats *st);
+
+/* Human-readable name of one REGWATCH_CLASS_* bit ("unmap", "clear"...). */
+const char *regwatch_class_name(uint32_t class_bit);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REGWATCH_H */

@@ -1,0 +1,16 @@
+# Host tests: every tests/host/test_*.c is one cmocka program that runs on
+# the build machine without the module (fakes stand in for the kernel).
+# A test may list extra linker flags in a line "// LDFLAGS: ..." at its top.
+
+HOST_SRCS := $(wildcard tests/host/test_*.c)
+HOST_BINS := $(patsubst tests/host/%.c,$(BUILD)/tests/host/%,$(HOST_SRCS))
+
+host-tests: $(HOST_BINS)
+
+$(BUILD)/tests/host/%: tests/host/%.c $(LIBREGWATCH_SRCS) $(wildcard userlib/*.h) include/regwatch.h include/uapi/regwatch.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iuserlib -o $@ $< $(LIBREGWATCH_SRCS) \
+		$(shell sed -n 's|^// LDFLAGS: ||p' $<) -lcmocka $(LDLIBS)
+
+check-host: host-tests
+	@for t in $(HOST_BINS); do echo "== $$t"; $$t || exit 1; done
