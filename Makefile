@@ -24,8 +24,9 @@ deps:
 include userlib/lib.mk
 include tests/host/host.mk
 include tests/guest/guest.mk
+include examples/examples.mk
 
-tests: host-tests guest-tests
+tests: host-tests guest-tests examples
 
 checkpatch:
 	scripts/checkpatch.sh

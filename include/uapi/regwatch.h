@@ -65,8 +65,11 @@
 #define REGWATCH_NR_CLASSES		5
 
 /* ----------------------------------------------------------------------
- * REGWATCH_IOC_CONFIG: the handshake. Must be the first ioctl on a new
- * fd (others fail with EBADFD before it) and succeeds once (EBUSY after).
+ * REGWATCH_IOC_CONFIG: the handshake. Must come first on a new fd (every
+ * other ioctl but STATS fails with EBADFD before it) and succeeds once
+ * (EBUSY after). EPROTO: abi_version is not one this kernel speaks.
+ * EINVAL: flags or reserved fields set, or a size above the module's cap
+ * (module parameters max_ring_entries, max_watches_limit).
  */
 struct regwatch_config {
 	__u32 size;		/* in: sizeof(struct regwatch_config) */
