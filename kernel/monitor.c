@@ -124,6 +124,8 @@ static long rw_ioctl_config(struct rw_monitor *mon, void __user *arg)
 		return -EFAULT;
 	if (usize < offsetofend(struct regwatch_config, consumer_size))
 		return -EINVAL;
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
 	ret = copy_struct_from_user(&cfg, sizeof(cfg), arg, usize);
 	if (ret)
 		return ret;

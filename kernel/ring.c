@@ -111,6 +111,9 @@ int rw_area_mmap(struct rw_monitor *mon, struct vm_area_struct *vma)
 	unsigned long num = vma_pages(vma);
 	struct page **pages;
 
+	/* A private mapping would hide the consumer head behind COW. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
 	if (off == RW_OFF_SHARED) {
 		if (num != mon->nr_pages)
 			return -EINVAL;

@@ -158,8 +158,10 @@ int rw_watch_add(struct rw_monitor *mon, struct regwatch_watch *req)
 
 	ret = xa_alloc(&mon->watches, &slot, w,
 		       XA_LIMIT(0, mon->max_watches - 1), GFP_KERNEL_ACCOUNT);
-	if (ret)
+	if (ret) {
+		ret = ret == -EBUSY ? -ENOSPC : ret;
 		goto free;
+	}
 	w->id = rw_state_arm(mon, slot);
 
 	ret = mmu_interval_notifier_insert(&w->notifier, mon->mm, start,
