@@ -25,11 +25,12 @@ static int print_event(const struct regwatch_event *ev, void *arg)
 		printf("   event: RESYNC (rescan every streaming watch)\n");
 		return 0;
 	}
-	printf("   event: %s of [buf+%#" PRIx64 ", buf+%#" PRIx64 ") cookie=%#"
-	       PRIx64 " watch=%#" PRIx64 "\n",
+	printf("   event: %s of [buf+%#llx, buf+%#llx) cookie=%#llx watch=%#llx\n",
 	       regwatch_class_name(ev->class),
-	       ev->start - (uint64_t)(uintptr_t)buf,
-	       ev->end - (uint64_t)(uintptr_t)buf, ev->cookie, ev->watch_id);
+	       (unsigned long long)(ev->start - (uintptr_t)buf),
+	       (unsigned long long)(ev->end - (uintptr_t)buf),
+	       (unsigned long long)ev->cookie,
+	       (unsigned long long)ev->watch_id);
 	return 0;
 }
 
