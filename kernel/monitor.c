@@ -213,6 +213,10 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 		return -EFAULT;
 	if (usize < offsetofend(struct regwatch_stats, watches))
 		return -EINVAL;
+	if (get_user(st.pad, (u32 __user *)arg + 1))
+		return -EFAULT;
+	if (st.pad)
+		return -EINVAL;
 	if (rw_configured(mon)) {
 		spin_lock(&mon->ring_lock);
 		st.oneshot_reserved = mon->oneshot_armed;

@@ -255,7 +255,7 @@ struct regwatch_eventfd {
  */
 struct regwatch_stats {
 	__u32 size;		/* in: sizeof(struct regwatch_stats) */
-	__u32 pad;
+	__u32 pad;		/* must be 0 */
 	__u64 watches;			/* live watches */
 	__u64 oneshot_reserved;		/* ring entries reserved */
 	__u64 events;			/* events queued (incl. RESYNC) */
