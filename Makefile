@@ -8,8 +8,9 @@ BUILD ?= build
 
 CC ?= cc
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -pthread
-LDLIBS += -pthread
+# override: CFLAGS=... on the command line (sanitizers, coverage) adds to these.
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -pthread
+override LDLIBS += -pthread
 
 .PHONY: all module lib tests check check-host check-guest demo deps clean checkpatch
 

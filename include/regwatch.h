@@ -10,8 +10,10 @@
  * Threads: regwatch_watch/unwatch/watchv/unwatchv/set_eventfd/stats may be
  * called from any thread at once (each is one ioctl). regwatch_ref_valid()
  * and regwatch_changed() are lock-free loads, callable anywhere, including
- * signal handlers. regwatch_drain() and regwatch_read() consume the event
- * ring: call them from one thread at a time.
+ * signal handlers. regwatch_drain() consumes the event ring: call it from
+ * one thread at a time (and not while another thread read(2)s the fd).
+ * NULL handles or pointers give -EINVAL (false, 0 or NULL where the
+ * function returns no error).
  *
  * fork: the child must not use a monitor inherited from its parent; every
  * call there fails with -EIO (the kernel checks the caller's mm) and the
@@ -50,7 +52,11 @@ struct regwatch_ref {
 	uint64_t id;
 };
 
-/* Open and configure a monitor. -ENOENT when the module is not loaded. */
+/*
+ * Open and configure a monitor. -ENOENT when the module is not loaded
+ * (-ENXIO/-ENODEV for a stale device node), -EPROTO when the kernel
+ * speaks another ABI or describes a layout this library cannot use.
+ */
 int regwatch_open(const struct regwatch_options *opts, struct regwatch **out);
 
 /* Unmap, close, free. Watches die with the monitor. NULL is a no-op. */
@@ -78,7 +84,8 @@ int regwatch_unwatch(struct regwatch *rw, const struct regwatch_ref *ref);
  * and armed_state out. Each entry succeeds or fails on its own; the return
  * value is the number that succeeded (or -errno if the call failed as a
  * whole, in which case no entry took effect). regwatch_ref_from() turns a
- * successful entry into a ref.
+ * successful entry into a ref; for a failed entry it gives a ref that is
+ * never valid.
  */
 int regwatch_watchv(struct regwatch *rw, struct regwatch_watch *reqs,
 		    unsigned int count);
@@ -102,10 +109,11 @@ static inline bool regwatch_ref_valid(const struct regwatch_ref *ref)
 bool regwatch_changed(struct regwatch *rw, uint64_t *seen);
 
 /*
- * Consume every queued event, calling cb for each (in order). Returns the
- * number of events consumed, or the first non-zero value cb returned
- * (negative: stop, and the event that returned it is not consumed).
- * No system call.
+ * Consume every queued event, calling cb for each (in order). No system
+ * call. Returns the number of events consumed if cb always returned 0.
+ * A positive return from cb stops the drain after consuming that event
+ * and is returned; a negative one stops it without consuming that event
+ * and is returned. -EPROTO if the consumer head was corrupted.
  */
 typedef int (*regwatch_event_cb)(const struct regwatch_event *ev, void *arg);
 int regwatch_drain(struct regwatch *rw, regwatch_event_cb cb, void *arg);

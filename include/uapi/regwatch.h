@@ -75,11 +75,14 @@ struct regwatch_config {
 	__u32 size;		/* in: sizeof(struct regwatch_config) */
 	__u32 abi_version;	/* in: REGWATCH_ABI_VERSION; out: kernel's */
 	__u32 ring_entries;	/* in: wanted (0: module default), rounded up
-				 * to a power of two; out: actual */
+				 * to a power of two, at least 8; out: actual */
 	__u32 max_watches;	/* in: wanted (0: module default); out: actual */
 	__u64 flags;		/* in: must be 0 */
 	__u64 features;		/* out: REGWATCH_FEAT_* */
-	/* out: how to mmap the shared areas (offset and length) */
+	/*
+	 * out: how to mmap the shared areas: MAP_SHARED, exactly this
+	 * offset and length (EINVAL otherwise); the first PROT_READ only.
+	 */
 	__u64 shared_offset;	/* read-only: header, event ring, state words */
 	__u64 shared_size;
 	__u64 consumer_offset;	/* read-write: struct regwatch_consumer */

@@ -7,9 +7,9 @@ HOST_BINS := $(patsubst tests/host/%.c,$(BUILD)/tests/host/%,$(HOST_SRCS))
 
 host-tests: $(HOST_BINS)
 
-$(BUILD)/tests/host/%: tests/host/%.c $(LIBREGWATCH_SRCS) $(wildcard userlib/*.h) include/regwatch.h include/uapi/regwatch.h
+$(BUILD)/tests/host/%: tests/host/%.c $(LIBREGWATCH_A) $(wildcard userlib/*.h) include/regwatch.h include/uapi/regwatch.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iuserlib -o $@ $< $(LIBREGWATCH_SRCS) \
+	$(CC) $(CFLAGS) -Iuserlib -o $@ $< $(LIBREGWATCH_A) \
 		$(shell sed -n 's|^// LDFLAGS: ||p' $<) -lcmocka $(LDLIBS)
 
 check-host: host-tests
