@@ -12,7 +12,10 @@ PACKAGES="
 	perftest iproute2
 	libcmocka-dev numactl libnuma-dev gcc make
 	gnuplot-nox
+	libc6-dev perl
 "
+# libc6-dev: only recommended by gcc, so --no-install-recommends skips it.
+# perl: checkpatch.pl needs more than the essential perl-base.
 
 missing=""
 for p in $PACKAGES; do
