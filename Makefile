@@ -23,6 +23,8 @@ deps:
 	scripts/deps.sh
 
 include userlib/lib.mk
+include userlib/ibverbs/ibverbs.mk
+include bench/bench.mk
 include tests/host/host.mk
 include tests/guest/guest.mk
 include examples/examples.mk

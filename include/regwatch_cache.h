@@ -147,11 +147,12 @@ enum regwatch_cache_monitor {
 	 * (all harmless for memory a backend pins, since the kernel skips or
 	 * keeps pinned pages, but not for non-pinning backends), changes
 	 * made by other processes (process_madvise), and nothing at all for
-	 * shared, file-backed or hugetlb memory: watching such memory fails
-	 * and get() returns -EINVAL. Other limits: the window in which the
+	 * shared, shmem, file-backed or hugetlb memory: watching such memory
+	 * fails and get() returns -EINVAL. Other limits: the window in which the
 	 * unmapping thread is already woken but the reader thread has not
-	 * yet marked the watch (microseconds, documented in
-	 * docs/cache.md); each watch splits a VMA (vm.max_map_count); a range
+	 * yet marked the watch (microseconds; an event loop that waits
+	 * for regwatch_cache_fd() before reusing memory does not see it);
+	 * each watch splits a VMA (vm.max_map_count); a range
 	 * registered with another userfaultfd (EBUSY) cannot be watched.
 	 * Unprivileged (vm.unprivileged_userfaultfd=0) it runs with
 	 * UFFD_USER_MODE_ONLY; then a kernel access (a syscall, a GUP) to a
@@ -218,8 +219,9 @@ void regwatch_cache_destroy(struct regwatch_cache *c);
  * registers it second, then re-checks the watch and retries (at most 8
  * times) if it fired meanwhile, so an unmap racing with the registration
  * is never missed.
- * Errors: -EINVAL (len 0, or memory the monitor cannot watch), -EOVERFLOW
- * (the range wraps), -ECHILD (in a forked child), -EAGAIN (the memory
+ * Errors: -EINVAL (len 0, or memory the monitor cannot watch), -EFAULT
+ * (uffd monitor: the range is not mapped), -EOVERFLOW (the range wraps),
+ * -ECHILD (in a forked child), -EAGAIN (the memory
  * kept changing during 8 registration attempts), -ENOSPC (strict limits,
  * or the monitor is out of watches and nothing can be evicted),
  * -ENOMEM, or the backend's reg() error.

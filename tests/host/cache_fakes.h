@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -55,8 +56,8 @@ struct fake_monitor {
 	void *on_watch_arg;
 	/* counters */
 	int watches, unwatches, live, drains, unwatch_enoent;
-	int *destroyed;			/* set to 1 by destroy, if not NULL */
-	bool destroyed_in_child;
+	int *destroyed;			/* destroy sets 1 (2 in a child) */
+	int *unwatch_total;		/* if set, unwatch counts here too */
 };
 
 static inline struct fake_monitor *fm_of(struct cache_monitor *m)
@@ -124,6 +125,8 @@ static inline int fake_unwatch(struct cache_monitor *mon, const struct cache_wat
 			 __ATOMIC_RELEASE);
 	m->free_slots[m->nfree++] = slot;
 	m->unwatches++;
+	if (m->unwatch_total)
+		(*m->unwatch_total)++;
 	m->live--;
 	pthread_mutex_unlock(&m->lock);
 	return 0;
@@ -180,13 +183,12 @@ static inline void fake_destroy(struct cache_monitor *mon, bool in_child)
 	struct fake_monitor *m = fm_of(mon);
 
 	if (m->destroyed)
-		*m->destroyed = 1;
+		*m->destroyed = in_child ? 2 : 1;
 	close(m->evfd);
 	free(m->states);
 	free(m->w);
 	free(m->free_slots);
 	free(m->q);
-	(void)in_child;
 	free(m);
 }
 
@@ -297,6 +299,9 @@ struct fake_handle {
 	uint64_t serial;
 	uint64_t version;	/* fake_backend.version() at reg time */
 	uint32_t magic;
+	/* on the backend's list of live handles (keeps them reachable for
+	 * valgrind in forked children, which must not deregister) */
+	struct fake_handle *prev, *next;
 };
 
 #define FAKE_HANDLE_MAGIC 0xfeedf00d
@@ -304,6 +309,7 @@ struct fake_handle {
 struct fake_backend {
 	pthread_mutex_t lock;
 	int regs, deregs, live, dereg_bad;
+	struct fake_handle *handles;	/* live ones */
 	size_t live_bytes;
 	uint64_t serial;
 	int reg_err, reg_err_count;	/* fail the next n regs */
@@ -343,6 +349,10 @@ static inline int fake_reg(void *ctx, void *addr, size_t len, uint32_t access,
 		h->version = b->version((uintptr_t)addr, len, b->version_arg);
 	pthread_mutex_lock(&b->lock);
 	h->serial = ++b->serial;
+	h->next = b->handles;
+	if (h->next)
+		h->next->prev = h;
+	b->handles = h;
 	b->regs++;
 	b->live++;
 	b->live_bytes += len;
@@ -367,6 +377,12 @@ static inline int fake_dereg(void *ctx, void *handle)
 	b->deregs++;
 	b->live--;
 	b->live_bytes -= h->len;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		b->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
 	pthread_mutex_unlock(&b->lock);
 	h->magic = 0;
 	free(h);

@@ -7,7 +7,7 @@ HOST_BINS := $(patsubst tests/host/%.c,$(BUILD)/tests/host/%,$(HOST_SRCS))
 
 host-tests: $(HOST_BINS)
 
-$(BUILD)/tests/host/%: tests/host/%.c $(LIBREGWATCH_A) $(wildcard userlib/*.h) include/regwatch.h include/uapi/regwatch.h
+$(BUILD)/tests/host/%: tests/host/%.c $(LIBREGWATCH_A) $(wildcard userlib/*.h tests/host/*.h) include/regwatch.h include/uapi/regwatch.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iuserlib -o $@ $< $(LIBREGWATCH_A) \
 		$(shell sed -n 's|^// LDFLAGS: ||p' $<) -lcmocka $(LDLIBS)
