@@ -34,7 +34,7 @@ test_events:test_ignore_classes=2:clear_*
 test_events:test_ignore_classes=8:prot_*
 test_events:test_ignore_classes=16:softdirty_*
 test_events:test_ignore_classes=5:unmap_* exit_*
-test_race:test_skip_watch_sync=Y:any
+test_race:test_skip_watch_sync=Y:test_watch_then_register_race
 '
 
 passed=0
@@ -46,13 +46,15 @@ fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 # run_binary NAME LOG: run one test binary, its output into LOG, then show it.
 # stdbuf keeps stdout and stderr (cmocka's messages) in order.
 run_binary() {
-	timeout -k 10 "$TIMEOUT" stdbuf -oL -eL "$BIN/$1" >"$2" 2>&1
+	local name=$1 log=$2
+	shift 2
+	timeout -k 10 "$TIMEOUT" stdbuf -oL -eL "$BIN/$name" "$@" >"$log" 2>&1
 	local rc=$?
-	cat "$2"
+	cat "$log"
 	case $rc in
 	0) ;;
-	124|137) echo "== $1: timed out after ${TIMEOUT}s" ;;
-	*) [ $rc -gt 128 ] && echo "== $1: killed by signal $((rc - 128))" ;;
+	124|137) echo "== $name: timed out after ${TIMEOUT}s" ;;
+	*) [ $rc -gt 128 ] && echo "== $name: killed by signal $((rc - 128))" ;;
 	esac
 	return $rc
 }
@@ -196,6 +198,20 @@ while IFS=: read -r name settings expected; do
 	[ -n "$name" ] || continue
 	bite_check "$name" "$settings" "$expected"
 done <<<"$BITE_CHECKS"
+
+# ---- 3. unload and reload ----------------------------------------------
+
+# Last, as it replaces the module: rmmod is refused while a monitor is
+# open, succeeds once none is, and the module comes back with the same
+# parameters.
+echo "== test_lifecycle --reload"
+run_binary test_lifecycle "$LOGS/reload.log" --reload
+p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\.$/\1/p' "$LOGS/reload.log")
+if [ "${p:-0}" -ge 1 ] && ! grep -q '^\[  FAILED  \]' "$LOGS/reload.log"; then
+	pass "module unload refused while open, reload with the same parameters"
+else
+	fail "module unload/reload (test_lifecycle --reload)"
+fi
 
 echo "$passed passed, $failed failed"
 rm -rf "$LOGS"
