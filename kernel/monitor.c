@@ -213,6 +213,8 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 		return -EFAULT;
 	if (usize < offsetofend(struct regwatch_stats, watches))
 		return -EINVAL;
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
 	if (get_user(st.pad, (u32 __user *)arg + 1))
 		return -EFAULT;
 	if (st.pad)
@@ -238,6 +240,10 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 	st.module_pages = atomic64_read(&rw_nr_pages);
 	st.user_watches = atomic_read(&mon->user->watches);
 	if (copy_to_user(arg, &st, min_t(size_t, usize, sizeof(st))))
+		return -EFAULT;
+	/* A newer, longer struct reads zero for what this kernel lacks. */
+	if (usize > sizeof(st) &&
+	    clear_user(arg + sizeof(st), usize - sizeof(st)))
 		return -EFAULT;
 	return 0;
 }

@@ -156,7 +156,12 @@ int rw_watch_add(struct rw_monitor *mon, struct regwatch_watch *req)
 	if (req->flags & REGWATCH_WATCH_SOFT_DIRTY)
 		w->classes |= REGWATCH_CLASS_SOFT_DIRTY;
 
-	ret = xa_alloc(&mon->watches, &slot, w,
+	/*
+	 * Reserve the slot (a NULL entry reads as absent) and publish the
+	 * watch only once it is complete: ids are predictable, and an UNWATCH
+	 * must never find a half-built watch.
+	 */
+	ret = xa_alloc(&mon->watches, &slot, NULL,
 		       XA_LIMIT(0, mon->max_watches - 1), GFP_KERNEL_ACCOUNT);
 	if (ret) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
@@ -177,15 +182,17 @@ int rw_watch_add(struct rw_monitor *mon, struct regwatch_watch *req)
 	if (!READ_ONCE(rw_test_skip_watch_sync))
 		mmu_interval_read_begin(&w->notifier);
 
-	atomic64_inc(&rw_nr_watches);
 	req->watch_id = w->id;
 	req->armed_state = (u64)REGWATCH_ID_GEN(w->id) << 32 |
 			   REGWATCH_STATE_ARMED;
+	atomic64_inc(&rw_nr_watches);
+	/* Storing over a reserved entry needs no memory: cannot fail. */
+	xa_store(&mon->watches, slot, w, GFP_KERNEL_ACCOUNT);
 	return 0;
 
 erase:
-	xa_erase(&mon->watches, slot);
 	rw_state_free(mon, w);	/* also returns a one-shot reservation */
+	xa_erase(&mon->watches, slot);
 	kfree(w);
 	goto uncharge;
 free:
@@ -198,11 +205,19 @@ uncharge:
 	return ret;
 }
 
+/*
+ * Tear down a watch that is no longer published. Its slot stays reserved
+ * until the FREE state word is written, so a new watch cannot take the
+ * slot and then have its armed word overwritten.
+ */
 static void rw_watch_destroy(struct rw_monitor *mon, struct rw_watch *w)
 {
+	u32 slot = REGWATCH_ID_SLOT(w->id);
+
 	/* Waits for a running callback; after it none can start. */
 	mmu_interval_notifier_remove(&w->notifier);
 	rw_state_free(mon, w);
+	xa_erase(&mon->watches, slot);
 	kfree(w);
 	rw_uncharge(mon);
 	atomic64_dec(&rw_nr_watches);
@@ -213,11 +228,14 @@ int rw_watch_remove(struct rw_monitor *mon, u64 id)
 	u32 slot = REGWATCH_ID_SLOT(id);
 	struct rw_watch *w;
 
-	/* Look up and erase atomically: two UNWATCHes of one id race here. */
+	/*
+	 * Look up and unpublish atomically (two UNWATCHes of one id race
+	 * here); storing NULL keeps the slot reserved.
+	 */
 	xa_lock(&mon->watches);
 	w = xa_load(&mon->watches, slot);
 	if (w && w->id == id)
-		__xa_erase(&mon->watches, slot);
+		__xa_store(&mon->watches, slot, NULL, 0);
 	else
 		w = NULL;
 	xa_unlock(&mon->watches);
@@ -233,10 +251,8 @@ void rw_watch_remove_all(struct rw_monitor *mon)
 	struct rw_watch *w;
 	unsigned long slot;
 
-	xa_for_each(&mon->watches, slot, w) {
-		xa_erase(&mon->watches, slot);
+	xa_for_each(&mon->watches, slot, w)
 		rw_watch_destroy(mon, w);
-	}
 }
 
 long rw_ioctl_watch(struct rw_monitor *mon, void __user *arg)

@@ -22,8 +22,10 @@
  * and sizes that are multiples of 8 bytes. Reserved fields, padding and
  * unknown flags must be zero (EINVAL otherwise) so that later versions can
  * give them meaning. REGWATCH_IOC_CONFIG and REGWATCH_IOC_STATS carry their
- * own size: a shorter (older) struct is zero-extended, a longer one must
- * have a zero tail (E2BIG otherwise).
+ * own size (at most one page, E2BIG otherwise). CONFIG: a shorter (older)
+ * struct is zero-extended, a longer one must have a zero tail (E2BIG
+ * otherwise). STATS: a shorter struct gets the fields that fit, a longer
+ * one gets zeros past the fields this kernel knows.
  */
 #ifndef _UAPI_REGWATCH_H
 #define _UAPI_REGWATCH_H
@@ -255,6 +257,7 @@ struct regwatch_eventfd {
 /*
  * REGWATCH_IOC_STATS: this monitor's counters and, in the module_* fields,
  * module-wide ones (all monitors of all processes), for leak checks.
+ * Works before CONFIG too (the monitor's own counters are then zero).
  */
 struct regwatch_stats {
 	__u32 size;		/* in: sizeof(struct regwatch_stats) */
