@@ -6,6 +6,7 @@
  * monitor.c  one open fd: lifecycle, ioctl dispatch, mmap, poll, read
  * ring.c     the shared area: event ring, state words, reservations
  * watch.c    watches: the interval notifier, WATCH / UNWATCH
+ * mirror.c   mirror mode: a no-pin software DMA device (own locking rules)
  *
  * Locking (see docs/design.md):
  *   mon->config_lock  mutex; CONFIG and SET_EVENTFD. Never taken by the
@@ -143,6 +144,10 @@ long rw_ioctl_watch(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_unwatch(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_watchv(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_unwatchv(struct rw_monitor *mon, void __user *arg);
+
+/* mirror.c */
+int rw_mirror_init(void);
+void rw_mirror_exit(void);
 
 /* monitor.c */
 extern const struct file_operations rw_fops;

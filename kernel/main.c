@@ -2,7 +2,7 @@
 /*
  * regwatch: MMU-notifier based invalidation monitor for registration
  * caches. This file holds what is module-wide: parameters, per-user
- * watch accounting, the debugfs summary and the misc device.
+ * watch accounting, the debugfs summary and the misc devices.
  */
 #include <linux/debugfs.h>
 #include <linux/miscdevice.h>
@@ -127,6 +127,11 @@ static int __init rw_init(void)
 	ret = misc_register(&rw_miscdev);
 	if (ret)
 		return ret;
+	ret = rw_mirror_init();
+	if (ret) {
+		misc_deregister(&rw_miscdev);
+		return ret;
+	}
 	rw_debugfs_dir = debugfs_create_dir("regwatch", NULL);
 	debugfs_create_file("stats", 0444, rw_debugfs_dir, NULL,
 			    &rw_debugfs_fops);
@@ -137,6 +142,7 @@ static int __init rw_init(void)
 static void __exit rw_exit(void)
 {
 	debugfs_remove_recursive(rw_debugfs_dir);
+	rw_mirror_exit();
 	misc_deregister(&rw_miscdev);
 }
 

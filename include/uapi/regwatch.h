@@ -296,4 +296,74 @@ struct regwatch_stats {
  * shared ring from one thread at a time, not both at once.
  */
 
+/* ----------------------------------------------------------------------
+ * Mirror mode: /dev/regwatch-mirror.
+ *
+ * An open fd is a software DMA device bound to the opener's mm. It
+ * reaches user memory only through its own device page table, filled on
+ * demand with hmm_range_fault() and torn down by an MMU interval notifier
+ * over the whole address space, without taking page references: mirrored
+ * memory stays migratable, swappable and reclaimable. The device engine
+ * runs each transfer asynchronously in a kernel worker; the ioctl waits
+ * for it. A write needs the CPU page table to allow writing (read-only
+ * mappings, mprotect, COW after fork: the device write breaks COW in the
+ * caller's mm, or fails with EFAULT).
+ *
+ * REGWATCH_MIRROR_IOC_XFER ops (len > 0, at most mirror_max_xfer bytes):
+ *   READ   device reads [addr, addr+len) into its buffer, which is then
+ *          copied to the plain user buffer at host
+ *   WRITE  host -> device buffer -> device writes [addr, addr+len)
+ *   COPY   device copies [src, src+len) to [addr, addr+len)
+ *   FILL   device writes the low byte of pattern over [addr, addr+len)
+ *   MAP    device faults [addr, addr+len) into its page table (for write
+ *          with REGWATCH_MIRROR_MAP_WRITE) without moving data
+ * Errors: EINVAL (op, flags, reserved, len 0 or too long), EOVERFLOW
+ * (range wraps), EFAULT (not mapped, or no permission, or a bad host
+ * buffer), EBUSY (the range kept changing: retries exhausted), EIO
+ * (caller not in the device's mm), ENOMEM. A failed transfer may have
+ * moved part of the data.
+ */
+#define REGWATCH_MIRROR_DEVICE		"/dev/regwatch-mirror"
+
+#define REGWATCH_MIRROR_OP_READ		1
+#define REGWATCH_MIRROR_OP_WRITE	2
+#define REGWATCH_MIRROR_OP_COPY		3
+#define REGWATCH_MIRROR_OP_FILL		4
+#define REGWATCH_MIRROR_OP_MAP		5
+
+#define REGWATCH_MIRROR_MAP_WRITE	(1U << 0)	/* MAP only */
+
+struct regwatch_mirror_xfer {
+	__u32 op;		/* REGWATCH_MIRROR_OP_* */
+	__u32 flags;		/* REGWATCH_MIRROR_MAP_WRITE for MAP, else 0 */
+	__u64 addr;		/* the device-side user range */
+	__u64 len;
+	__u64 src;		/* COPY: source range */
+	__u64 host;		/* READ/WRITE: plain user buffer, len bytes */
+	__u32 pattern;		/* FILL */
+	__u32 pad;		/* must be 0 */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* Counters of one device (REGWATCH_MIRROR_IOC_STATS). */
+struct regwatch_mirror_stats {
+	__u32 size;		/* in: sizeof(struct regwatch_mirror_stats) */
+	__u32 pad;		/* must be 0 */
+	__u64 faults;		/* device faults (hmm_range_fault calls) */
+	__u64 faulted_pages;	/* pages entered by those faults */
+	__u64 pages_mapped;	/* device page-table entries now */
+	__u64 invalidations;	/* notifier callbacks that touched entries */
+	__u64 unmapped_pages;	/* entries removed by invalidations */
+	__u64 write_revoked;	/* entries made read-only (PROTECTION) */
+	__u64 retries;		/* fault retries (range changed meanwhile) */
+	__u64 nonblock_failed;	/* non-blockable callbacks refused (busy) */
+	__u64 bytes;		/* bytes moved by the engine */
+	__u64 module_devices;	/* open devices, module-wide */
+	__u64 module_pages;	/* device page-table entries, module-wide */
+	__u64 reserved[5];
+};
+
+#define REGWATCH_MIRROR_IOC_XFER	_IOW(REGWATCH_IOC_MAGIC, 0x20, struct regwatch_mirror_xfer)
+#define REGWATCH_MIRROR_IOC_STATS	_IOWR(REGWATCH_IOC_MAGIC, 0x21, struct regwatch_mirror_stats)
+
 #endif /* _UAPI_REGWATCH_H */
