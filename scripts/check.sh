@@ -56,6 +56,9 @@ for t in build/tests/host/test_*; do
 done
 record "host tests clean under valgrind" $rc
 
+echo "== line coverage of userlib/ by the host tests (gcov)"
+scripts/host-coverage.sh || record "host tests under coverage" 1
+
 echo "== checkpatch (kernel/, include/uapi/)"
 scripts/checkpatch.sh > "$log/checkpatch.log" 2>&1; rc=$?
 cat "$log/checkpatch.log"
