@@ -711,14 +711,22 @@ static int miss(struct regwatch_cache *c, uintptr_t start, uintptr_t end,
 			e->cold->print_known = cache_pagemap_print(c->pagemap_fd, start,
 							     end, &e->cold->print) == 1;
 		cache_lock(c);
-		/* 3. re-check under the mutex: if the watch is still armed
-		 * now, its event (written after the state word) will find the
-		 * entry indexed. If it fired, the registration may hold the
-		 * old pages: start over. */
+		/* Drain before the re-check, never between it and indexing:
+		 * a drain drops events of entries not yet indexed (on_event),
+		 * so one after the re-check could consume the event of a
+		 * watch that fired just after it, and the entry would be
+		 * indexed fired and never invalidated. (Drain also here so
+		 * that the duplicate check below sees current entries.) */
+		process_locked(c);
+		/* 3. re-check under the mutex, after the last drain: if the
+		 * watch is still armed now, its event (written after the
+		 * state word) can only be drained once the mutex is dropped,
+		 * and will find the entry indexed. If it fired, the
+		 * registration may hold the old pages: start over. */
 		if (entry_valid(e))
 			break;
 		c->st.retries++;
-		cache_unlock(c);
+		unlock_and_flush(c);
 		if (c->be.dereg(c->be.ctx, e->handle)) {
 			cache_lock(c);
 			c->st.dereg_failures++;
@@ -727,8 +735,8 @@ static int miss(struct regwatch_cache *c, uintptr_t start, uintptr_t end,
 		c->mon->ops->unwatch(c->mon, &e->cold->watch);
 	}
 
-	/* Another thread may have cached a covering entry meanwhile. */
-	process_locked(c);
+	/* Another thread may have cached a covering entry meanwhile. The
+	 * mutex is held from the re-check to indexing: no drain between. */
 	dup = tree_get(c, start, end, access);
 	if (dup) {
 		unlock_and_flush(c);

@@ -54,6 +54,10 @@ struct fake_monitor {
 	void (*on_watch)(struct fake_monitor *m, uintptr_t start, uintptr_t end,
 			 void *arg);
 	void *on_watch_arg;
+	/* called at the start of drain(), before anything is dequeued (the
+	 * cache calls drain with its mutex held) */
+	void (*on_drain)(struct fake_monitor *m, void *arg);
+	void *on_drain_arg;
 	/* counters */
 	int watches, unwatches, live, drains, unwatch_enoent;
 	int *destroyed;			/* destroy sets 1 (2 in a child) */
@@ -72,11 +76,6 @@ static inline int fake_watch(struct cache_monitor *mon, uintptr_t addr, size_t l
 	uint32_t slot;
 	uint64_t gen;
 
-	if (!m->skip_sync) {
-		/* WATCH returns after a running invalidation has finished */
-		pthread_mutex_lock(&m->inval_lock);
-		pthread_mutex_unlock(&m->inval_lock);
-	}
 	pthread_mutex_lock(&m->lock);
 	if (m->watch_err_count > 0) {
 		int rc = m->watch_err;
@@ -104,6 +103,19 @@ static inline int fake_watch(struct cache_monitor *mon, uintptr_t addr, size_t l
 	m->watches++;
 	m->live++;
 	pthread_mutex_unlock(&m->lock);
+	/*
+	 * WATCH returns after a running invalidation has finished. Like the
+	 * module (mmu_interval_notifier_insert(), then read_begin()), wait
+	 * only once the watch is published, where fake_fire() sees it:
+	 * waiting first and arming afterwards leaves a gap in which an
+	 * invalidation fires without seeing the new watch and changes the
+	 * memory after watch() has returned it armed (the caller then
+	 * registers the old contents under a watch that never fires).
+	 */
+	if (!m->skip_sync) {
+		pthread_mutex_lock(&m->inval_lock);
+		pthread_mutex_unlock(&m->inval_lock);
+	}
 	if (m->on_watch)
 		m->on_watch(m, addr, addr + len, m->on_watch_arg);
 	return 0;
@@ -149,6 +161,8 @@ static inline int fake_drain(struct cache_monitor *mon, regwatch_event_cb cb, vo
 	uint64_t cnt;
 	int n = 0, rc;
 
+	if (m->on_drain)
+		m->on_drain(m, m->on_drain_arg);
 	pthread_mutex_lock(&m->lock);
 	m->drains++;
 	if (m->drain_err) {
@@ -277,6 +291,19 @@ static inline int fake_invalidate(struct fake_monitor *m, uintptr_t start,
 	if (change)
 		change(arg);
 	pthread_mutex_unlock(&m->inval_lock);
+	return n;
+}
+
+/* Watches that fired but were not removed yet. */
+static inline int fake_fired_live(struct fake_monitor *m)
+{
+	uint32_t i;
+	int n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->nslots; i++)
+		n += m->w[i].live && !m->w[i].armed;
+	pthread_mutex_unlock(&m->lock);
 	return n;
 }
 

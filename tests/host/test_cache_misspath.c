@@ -19,6 +19,8 @@ struct fx {
 	uint64_t version;	/* the memory's "contents" */
 	int fire_in_reg;	/* fire this many times from inside reg() */
 	int fire_in_watch;	/* ... from inside watch(), after arming */
+	int fire_in_drain;	/* ... from inside drain(), once a watch
+				 * is there to fire */
 	int nested;		/* reg() calls get() on the same range once */
 	struct regwatch_cache_entry *nested_e;
 };
@@ -62,6 +64,16 @@ static void on_watch(struct fake_monitor *m, uintptr_t s, uintptr_t e, void *arg
 	}
 }
 
+static void on_drain(struct fake_monitor *m, void *arg)
+{
+	struct fx *f = arg;
+
+	if (f->fire_in_drain > 0 &&
+	    fake_invalidate(m, FAKE_BASE, FAKE_BASE + PAGE,
+			    REGWATCH_CLASS_CLEAR, bump, f) > 0)
+		f->fire_in_drain--;
+}
+
 static int setup_flags(void **state, uint32_t flags, uint32_t max_watches)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -77,6 +89,8 @@ static int setup_flags(void **state, uint32_t flags, uint32_t max_watches)
 	f->m = fake_monitor_new(max_watches, true);
 	f->m->on_watch = on_watch;
 	f->m->on_watch_arg = f;
+	f->m->on_drain = on_drain;
+	f->m->on_drain_arg = f;
 	if (regwatch_cache_create_with_monitor(&o, &be, &f->m->base, &f->c))
 		return -1;
 	*state = f;
@@ -140,6 +154,43 @@ static void test_fire_between_watch_and_reg(void **state)
 	regwatch_cache_put(f->c, e);
 	assert_int_equal(regwatch_cache_stats(f->c, &st), 0);
 	assert_int_equal(st.retries, 1);
+}
+
+/*
+ * The watch fires after reg() returned, while the miss holds the mutex
+ * and drains events before indexing the entry (the drain runs with the
+ * mutex held, like any invalidation racing on another CPU). The entry is
+ * not indexed yet, so its event is dropped as stale there: the miss must
+ * not index it after that drain without re-checking the watch, or the
+ * fired entry stays indexed, never invalidated (a registration and pinned
+ * pages kept until eviction), and every later get of the range misses.
+ */
+static void test_fire_during_miss_drain(void **state)
+{
+	struct fx *f = *state;
+	struct regwatch_cache_entry *e, *e2;
+	struct regwatch_cache_stats st;
+	uint64_t version;
+
+	f->fire_in_drain = 1;
+	assert_int_equal(regwatch_cache_get(f->c, FA(0), PAGE, 0, &e), 0);
+	assert_int_equal(f->fire_in_drain, 0);
+	version = fake_handle_of(e)->version;
+	regwatch_cache_put(f->c, e);
+	assert_int_equal(regwatch_cache_process_events(f->c) >= 0, 1);
+	/* no fired watch is left behind on an unreferenced entry */
+	assert_int_equal(fake_fired_live(f->m), 0);
+	/* the fire came before the re-check: the miss registered again */
+	assert_int_equal(version, f->version);
+	assert_int_equal(regwatch_cache_stats(f->c, &st), 0);
+	assert_int_equal(st.entries, 1);
+	assert_int_equal(st.entries, (uint64_t)f->b.live);
+	assert_int_equal(f->m->live, 1);
+	/* and the entry that is there is valid: the next get hits it */
+	assert_int_equal(regwatch_cache_get(f->c, FA(0), PAGE, 0, &e2), 0);
+	assert_int_equal(fake_handle_of(e2)->version, f->version);
+	assert_int_equal(f->b.regs, 2);
+	regwatch_cache_put(f->c, e2);
 }
 
 static void test_retries_bounded(void **state)
@@ -266,6 +317,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fire_during_reg_retries, setup_st, teardown),
 		cmocka_unit_test_setup_teardown(test_fire_between_watch_and_reg, setup_mt, teardown),
 		cmocka_unit_test_setup_teardown(test_fire_between_watch_and_reg, setup_st, teardown),
+		cmocka_unit_test_setup_teardown(test_fire_during_miss_drain, setup_mt, teardown),
+		cmocka_unit_test_setup_teardown(test_fire_during_miss_drain, setup_st, teardown),
 		cmocka_unit_test_setup_teardown(test_retries_bounded, setup_mt, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_miss, setup_mt, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_miss, setup_st, teardown),
