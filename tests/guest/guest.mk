@@ -1,6 +1,7 @@
 # Guest tests: every tests/guest/test_*.c is one cmocka program, built into
 # $(BUILD)/tests/guest/ and run inside the QEMU guest by tests/guest/run.sh.
-# Shared helpers live in tests/common/*.c and are linked into every test.
+# Shared helpers live in tests/common/*.c and are linked into every test,
+# with the registration cache's ibverbs backend (libregwatch_ibverbs.a).
 
 GUEST_SRCS := $(wildcard tests/guest/test_*.c)
 GUEST_BINS := $(patsubst tests/guest/%.c,$(BUILD)/tests/guest/%,$(GUEST_SRCS))
@@ -9,6 +10,6 @@ GUEST_LDLIBS := -lcmocka -libverbs -lnuma -pthread
 
 guest-tests: $(GUEST_BINS)
 
-$(BUILD)/tests/guest/%: tests/guest/%.c $(COMMON_SRCS) $(wildcard tests/common/*.h) $(LIBREGWATCH_A)
+$(BUILD)/tests/guest/%: tests/guest/%.c $(COMMON_SRCS) $(wildcard tests/common/*.h) $(LIBREGWATCH_IBV_A) $(LIBREGWATCH_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/common -o $@ $< $(COMMON_SRCS) $(LIBREGWATCH_A) $(GUEST_LDLIBS)
+	$(CC) $(CFLAGS) -Itests/common -o $@ $< $(COMMON_SRCS) $(LIBREGWATCH_IBV_A) $(LIBREGWATCH_A) $(GUEST_LDLIBS)
