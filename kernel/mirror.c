@@ -27,6 +27,7 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/wait_bit.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
@@ -59,6 +60,7 @@ struct rw_mirror {
 	struct xarray pt;			/* vpn -> tagged struct page * */
 	atomic64_t pages_mapped;
 	atomic64_t nonblock_failed;
+	atomic_t inval_pending;			/* blockable callbacks waiting */
 	struct rw_mirror_counters cnt;		/* under pt_lock */
 	struct workqueue_struct *engine;
 };
@@ -105,14 +107,18 @@ static bool rw_mirror_invalidate(struct mmu_interval_notifier *mni,
 				 unsigned long cur_seq)
 {
 	struct rw_mirror *m = container_of(mni, struct rw_mirror, notifier);
-	bool protect = range->event == MMU_NOTIFY_PROTECTION_VMA ||
+	/* mprotect(PROT_NONE) is a PROTECTION_VMA too: that one removes. */
+	bool protect = mmu_notifier_range_update_to_read_only(range) ||
 		       range->event == MMU_NOTIFY_PROTECTION_PAGE ||
 		       range->event == MMU_NOTIFY_SOFT_DIRTY;
+	bool blockable = mmu_notifier_range_blockable(range);
 	unsigned long vpn, last = (range->end - 1) >> PAGE_SHIFT;
 	u64 touched = 0;
 	void *entry;
 
-	if (mmu_notifier_range_blockable(range)) {
+	if (blockable) {
+		/* Makes the engine step aside (see rw_mirror_access_page). */
+		atomic_inc(&m->inval_pending);
 		mutex_lock(&m->pt_lock);
 	} else if (!mutex_trylock(&m->pt_lock)) {
 		/* The OOM reaper retries this VMA later. */
@@ -134,6 +140,8 @@ static bool rw_mirror_invalidate(struct mmu_interval_notifier *mni,
 	if (touched)
 		m->cnt.invalidations++;
 	mutex_unlock(&m->pt_lock);
+	if (blockable && atomic_dec_and_test(&m->inval_pending))
+		wake_up_var(&m->inval_pending);
 	return true;
 }
 
@@ -221,6 +229,13 @@ static int rw_mirror_access_page(struct rw_mirror *m, unsigned long addr,
 	for (tries = 0; tries < 8; tries++) {
 		void *entry;
 
+		/*
+		 * The engine retakes pt_lock page after page; without this a
+		 * waiting invalidation (munmap anywhere in the process) could
+		 * be starved until the whole transfer ends.
+		 */
+		wait_var_event(&m->inval_pending,
+			       !atomic_read(&m->inval_pending));
 		mutex_lock(&m->pt_lock);
 		entry = xa_load(&m->pt, vpn);
 		if (entry && (!write || xa_pointer_tag(entry) & RW_PT_WRITE)) {

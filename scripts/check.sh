@@ -65,7 +65,10 @@ cat "$log/checkpatch.log"
 record "checkpatch: no errors" $rc
 
 echo "== guest tests (QEMU, Debian kernel, soft-RoCE)"
-tests/vm/run-guest.sh --timeout "${REGWATCH_GUEST_TIMEOUT:-1500}" -- \
+# A scratch disk for the mirror tests' ext4 cases (formatted in the guest).
+rm -f build/vm/scratch.img && mkdir -p build/vm && truncate -s 64M build/vm/scratch.img
+tests/vm/run-guest.sh --timeout "${REGWATCH_GUEST_TIMEOUT:-1500}" \
+	--disk build/vm/scratch.img -- \
 	tests/guest/run.sh 2>&1 | tee "$log/guest.log"
 rc=${PIPESTATUS[0]}
 line=$(grep -aE '^(guest: )?[0-9]+ passed, [0-9]+ failed' "$log/guest.log" | tail -n 1)

@@ -11,11 +11,14 @@ PACKAGES="
 	rdma-core ibverbs-providers ibverbs-utils libibverbs-dev librdmacm-dev
 	perftest iproute2
 	libcmocka-dev numactl libnuma-dev gcc make
-	gnuplot-nox
-	libc6-dev perl
+	gnuplot-nox libucx-dev
+	libc6-dev perl e2fsprogs
+	bc flex bison libelf-dev
 "
 # libc6-dev: only recommended by gcc, so --no-install-recommends skips it.
 # perl: checkpatch.pl needs more than the essential perl-base.
+# bc flex bison libelf-dev: building the debug kernel from linux-source-6.1
+# (make check-debug; libelf for objtool).
 
 missing=""
 for p in $PACKAGES; do
