@@ -60,6 +60,10 @@ struct rw_user {
 struct rw_user *rw_user_get(kuid_t uid);
 void rw_user_put(struct rw_user *user);
 
+int rw_stats_size(void __user *arg, size_t min, u32 *usize);
+int rw_stats_copy_out(void __user *arg, const void *st, size_t ksize,
+		      u32 usize);
+
 /* Counters of one monitor; under ring_lock. */
 struct rw_counters {
 	u64 events;

@@ -9,6 +9,7 @@
 #include <linux/module.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 
 #include "internal.h"
 
@@ -91,6 +92,35 @@ void rw_user_put(struct rw_user *user)
 	list_del(&user->node);
 	spin_unlock(&rw_users_lock);
 	kfree(user);
+}
+
+/*
+ * STATS structs of both devices start with {u32 size; u32 pad;}: check
+ * them (size at least min, at most a page; pad zero).
+ */
+int rw_stats_size(void __user *arg, size_t min, u32 *usize)
+{
+	u32 pad;
+
+	if (get_user(*usize, (u32 __user *)arg) ||
+	    get_user(pad, (u32 __user *)arg + 1))
+		return -EFAULT;
+	if (*usize < min || pad)
+		return -EINVAL;
+	if (*usize > PAGE_SIZE)
+		return -E2BIG;
+	return 0;
+}
+
+/* Copy what fits; a newer, longer struct reads zero past what we know. */
+int rw_stats_copy_out(void __user *arg, const void *st, size_t ksize,
+		      u32 usize)
+{
+	if (copy_to_user(arg, st, min_t(size_t, usize, ksize)))
+		return -EFAULT;
+	if (usize > ksize && clear_user(arg + ksize, usize - ksize))
+		return -EFAULT;
+	return 0;
 }
 
 static int rw_debugfs_show(struct seq_file *m, void *unused)

@@ -399,15 +399,12 @@ static long rw_mirror_stats(struct rw_mirror *m, void __user *arg)
 {
 	struct regwatch_mirror_stats st = { };
 	u32 usize;
+	int ret;
 
-	if (get_user(usize, (u32 __user *)arg) ||
-	    get_user(st.pad, (u32 __user *)arg + 1))
-		return -EFAULT;
-	if (usize < offsetofend(struct regwatch_mirror_stats, faults) ||
-	    st.pad)
-		return -EINVAL;
-	if (usize > PAGE_SIZE)
-		return -E2BIG;
+	ret = rw_stats_size(arg, offsetofend(struct regwatch_mirror_stats,
+					     faults), &usize);
+	if (ret)
+		return ret;
 	mutex_lock(&m->pt_lock);
 	st.faults = m->cnt.faults;
 	st.faulted_pages = m->cnt.faulted_pages;
@@ -422,12 +419,7 @@ static long rw_mirror_stats(struct rw_mirror *m, void __user *arg)
 	st.nonblock_failed = atomic64_read(&m->nonblock_failed);
 	st.module_devices = atomic64_read(&rw_nr_mirrors);
 	st.module_pages = atomic64_read(&rw_nr_mirror_pages);
-	if (copy_to_user(arg, &st, min_t(size_t, usize, sizeof(st))))
-		return -EFAULT;
-	if (usize > sizeof(st) &&
-	    clear_user(arg + sizeof(st), usize - sizeof(st)))
-		return -EFAULT;
-	return 0;
+	return rw_stats_copy_out(arg, &st, sizeof(st), usize);
 }
 
 static long rw_mirror_ioctl(struct file *file, unsigned int cmd,

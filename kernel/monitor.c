@@ -207,18 +207,12 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 {
 	struct regwatch_stats st = { };
 	u32 usize;
-	int i;
+	int i, ret;
 
-	if (get_user(usize, (u32 __user *)arg))
-		return -EFAULT;
-	if (usize < offsetofend(struct regwatch_stats, watches))
-		return -EINVAL;
-	if (usize > PAGE_SIZE)
-		return -E2BIG;
-	if (get_user(st.pad, (u32 __user *)arg + 1))
-		return -EFAULT;
-	if (st.pad)
-		return -EINVAL;
+	ret = rw_stats_size(arg, offsetofend(struct regwatch_stats, watches),
+			    &usize);
+	if (ret)
+		return ret;
 	if (rw_configured(mon)) {
 		spin_lock(&mon->ring_lock);
 		st.oneshot_reserved = mon->oneshot_armed;
@@ -239,13 +233,7 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 	st.module_watches = atomic64_read(&rw_nr_watches);
 	st.module_pages = atomic64_read(&rw_nr_pages);
 	st.user_watches = atomic_read(&mon->user->watches);
-	if (copy_to_user(arg, &st, min_t(size_t, usize, sizeof(st))))
-		return -EFAULT;
-	/* A newer, longer struct reads zero for what this kernel lacks. */
-	if (usize > sizeof(st) &&
-	    clear_user(arg + sizeof(st), usize - sizeof(st)))
-		return -EFAULT;
-	return 0;
+	return rw_stats_copy_out(arg, &st, sizeof(st), usize);
 }
 
 /*
