@@ -31,8 +31,13 @@ setup_failed() {
 
 check_kernel() {
 	local bad stall t other kver=ok
-	# A debug kernel with kmemleak only reports leaks after a scan.
-	[ -w /sys/kernel/debug/kmemleak ] && echo scan >/sys/kernel/debug/kmemleak
+	# A debug kernel with kmemleak only reports leaks after a scan, and
+	# only from the second scan that sees an object (the first one
+	# records its checksum and leaves it grey): scan twice.
+	if [ -w /sys/kernel/debug/kmemleak ]; then
+		echo scan >/sys/kernel/debug/kmemleak
+		echo scan >/sys/kernel/debug/kmemleak
+	fi
 	dmesg >"$STATE/dmesg.txt" 2>&1
 	# Stalls and lockups happen under TCG on a busy host: only ours count.
 	# "Modules linked in:" lines name regwatch in every trace once loaded.
@@ -75,7 +80,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The overlay root is writable already; a tmpfs on /tmp would hide a
+# repository checked out under the host's /tmp (CI clones anywhere).
+# (This script lives in the repository: $0 tells where it is.)
+case $0 in
+/tmp/*) ;;
+*) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
+esac
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p "$STATE"
 # Private read-write share with the host: the job in, status and logs out.
@@ -117,7 +128,9 @@ fi
 # No udev here: load the disk driver by hand when run-guest.sh gave a disk.
 [ "${REGWATCH_VM_DISK:-0}" = 1 ] && { modprobe virtio_blk || setup_failed "virtio_blk"; }
 
-KO=$REGWATCH_REPO/kernel/regwatch.ko
+# REGWATCH_KO (run-guest.sh --env): another build of the module, e.g. the
+# one built against a debug kernel (scripts/build-debug-kernel.sh).
+KO=${REGWATCH_KO:-$REGWATCH_REPO/kernel/regwatch.ko}
 if [ "${REGWATCH_VM_NO_MODULE:-0}" = 1 ]; then
 	say "regwatch.ko not loaded (REGWATCH_VM_NO_MODULE=1)"
 elif [ ! -f "$KO" ]; then
