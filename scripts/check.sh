@@ -42,9 +42,9 @@ make -s BUILD=build/asan CFLAGS="$san" LDLIBS="-pthread -fsanitize=address,undef
 rc=$?
 for t in build/asan/tests/host/test_*; do
 	[ -x "$t" ] || continue
-	"$t" > "$log/asan.log" 2>&1 || rc=1
+	# Show the log of every binary that fails, not just the last one.
+	"$t" > "$log/asan.log" 2>&1 || { rc=1; echo "== $t"; cat "$log/asan.log"; }
 done
-[ $rc = 0 ] || cat "$log/asan.log"
 record "host tests clean under ASan/UBSan" $rc
 
 echo "== host tests under valgrind"
