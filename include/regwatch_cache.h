@@ -186,8 +186,14 @@ struct regwatch_cache_options {
 	uint32_t min_access;	/* ORed into every registration's access */
 	uint32_t flags;		/* REGWATCH_CACHE_* option flags */
 	enum regwatch_cache_monitor monitor;
-	/* kernel monitor: ring size and watch slots (NULL: module defaults;
-	 * max_watches bounds the number of entries) */
+	/*
+	 * Kernel monitor: ring size and watch slots. NULL sizes the monitor
+	 * for max_entries (16383 when 0, at most 2^20 - 1). Each cached
+	 * entry holds one one-shot watch, which keeps one ring entry
+	 * reserved, so the cache holds at most min(max_watches,
+	 * ring_entries - 1) entries; past that, get() evicts the least
+	 * recently used unreferenced entry (-ENOSPC if all are in use).
+	 */
 	const struct regwatch_options *monitor_options;
 };
 

@@ -17,7 +17,7 @@ unsigned int rw_default_ring_entries = 4096;
 module_param_named(default_ring_entries, rw_default_ring_entries, uint, 0444);
 MODULE_PARM_DESC(default_ring_entries, "Event ring entries when CONFIG asks for 0");
 
-unsigned int rw_max_ring_entries = 65536;
+unsigned int rw_max_ring_entries = 1U << 20;
 module_param_named(max_ring_entries, rw_max_ring_entries, uint, 0444);
 MODULE_PARM_DESC(max_ring_entries, "Largest event ring a monitor may ask for");
 

@@ -634,14 +634,19 @@ static int watch_entry(struct regwatch_cache *c, struct regwatch_cache_entry *e)
 	for (tries = 0;; tries++) {
 		rc = c->mon->ops->watch(c->mon, e->start, e->end - e->start,
 					(uintptr_t)e, &e->cold->watch);
-		if ((rc != -ENOSPC && rc != -ENOBUFS) || tries == 2)
+		if (rc != -ENOSPC && rc != -ENOBUFS)
 			return rc;
-		/* Out of watches or of event slots: consume events, give
-		 * back an unreferenced entry's watch, try again. */
+		if (tries == 2)		/* every watch is in use */
+			return -ENOSPC;
+		/*
+		 * Out of watch slots (ENOSPC) or of ring entries to reserve
+		 * (ENOBUFS: every armed one-shot watch holds one): consume
+		 * events, which frees the entries of fired watches, and give
+		 * back an unreferenced entry's watch, then try again.
+		 */
 		cache_lock(c);
 		process_locked(c);
-		if (rc == -ENOSPC)
-			evict_some(c, 0);
+		evict_some(c, 0);
 		unlock_and_flush(c);
 	}
 }
@@ -973,9 +978,31 @@ static int monitor_from_env(enum regwatch_cache_monitor *m)
 	return 0;
 }
 
+/*
+ * Size the kernel monitor for the cache. A one-shot watch keeps one ring
+ * entry reserved until its event is consumed, and one more entry stays
+ * free for a RESYNC: n cached entries need n watch slots and a ring of
+ * n + 1 entries (the module rounds it up to a power of two).
+ */
+#define DEFAULT_KERNEL_ENTRIES	16383
+
+static struct regwatch_options kernel_monitor_sizes(size_t max_entries)
+{
+	size_t n = max_entries ? max_entries : DEFAULT_KERNEL_ENTRIES;
+	struct regwatch_options ko = { 0 };
+
+	if (n > (1u << 20) - 1)		/* the module's default caps */
+		n = (1u << 20) - 1;
+	ko.ring_entries = (unsigned int)n + 1;
+	ko.max_watches = (unsigned int)n;
+	return ko;
+}
+
 static int open_monitor(const struct regwatch_cache_options *o,
 			struct cache_monitor **mon)
 {
+	const struct regwatch_options *kopts = o->monitor_options;
+	struct regwatch_options sized;
 	enum regwatch_cache_monitor m = o->monitor;
 	int rc;
 
@@ -984,15 +1011,19 @@ static int open_monitor(const struct regwatch_cache_options *o,
 		if (rc)
 			return rc;
 	}
+	if (!kopts) {
+		kopts = &sized;
+		sized = kernel_monitor_sizes(o->max_entries);
+	}
 	switch (m) {
 	case REGWATCH_CACHE_MONITOR_AUTO:
-		rc = cache_monitor_kernel_open(o->monitor_options, mon);
+		rc = cache_monitor_kernel_open(kopts, mon);
 		if (rc != -ENOENT && rc != -ENODEV && rc != -ENXIO &&
 		    rc != -EACCES && rc != -EPERM)
 			return rc;
 		return cache_monitor_uffd_open(0, mon);
 	case REGWATCH_CACHE_MONITOR_KERNEL:
-		return cache_monitor_kernel_open(o->monitor_options, mon);
+		return cache_monitor_kernel_open(kopts, mon);
 	case REGWATCH_CACHE_MONITOR_UFFD:
 		return cache_monitor_uffd_open(0, mon);
 	case REGWATCH_CACHE_MONITOR_NONE:

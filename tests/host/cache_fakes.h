@@ -48,6 +48,8 @@ struct fake_monitor {
 	int evfd;
 	/* knobs */
 	int watch_err, watch_err_count;	/* fail the next n watches */
+	uint32_t ring_limit;		/* ENOBUFS at this many armed watches,
+					 * like the module's ring reservation */
 	int drain_err;			/* drain returns this once */
 	bool lose_events;		/* fire without queueing */
 	bool skip_sync;			/* watch does not wait */
@@ -83,6 +85,10 @@ static inline int fake_watch(struct cache_monitor *mon, uintptr_t addr, size_t l
 		m->watch_err_count--;
 		pthread_mutex_unlock(&m->lock);
 		return rc;
+	}
+	if (m->ring_limit && m->live >= (int)m->ring_limit) {
+		pthread_mutex_unlock(&m->lock);
+		return -ENOBUFS;
 	}
 	if (m->nfree)
 		slot = m->free_slots[--m->nfree];

@@ -268,6 +268,30 @@ static void test_enobufs_drains(void **state)
 	regwatch_cache_put(f->c, e);
 }
 
+/*
+ * The monitor's ring is fully reserved by armed one-shot watches (the
+ * kernel's ENOBUFS): draining frees nothing, so an unreferenced entry must
+ * give its watch back. All in use: -ENOSPC, as documented.
+ */
+static void test_enobufs_evicts(void **state)
+{
+	struct fx *f = *state;
+	struct regwatch_cache_entry *a, *b, *c;
+	struct regwatch_cache_stats st;
+
+	f->m->ring_limit = 2;
+	assert_int_equal(regwatch_cache_get(f->c, FA(0), PAGE, 0, &a), 0);
+	assert_int_equal(regwatch_cache_get(f->c, FA(PAGE), PAGE, 0, &b), 0);
+	regwatch_cache_put(f->c, a);
+	assert_int_equal(regwatch_cache_get(f->c, FA(2 * PAGE), PAGE, 0, &c), 0);
+	assert_int_equal(f->b.deregs, 1);
+	assert_int_equal(regwatch_cache_stats(f->c, &st), 0);
+	assert_int_equal(st.evictions, 1);
+	assert_int_equal(regwatch_cache_get(f->c, FA(3 * PAGE), PAGE, 0, &a), -ENOSPC);
+	regwatch_cache_put(f->c, b);
+	regwatch_cache_put(f->c, c);
+}
+
 /* WATCH waits for a running invalidation (the fake's inval_lock, like
  * the module's mmu_interval_read_begin): the registration then sees the
  * new contents. */
@@ -324,6 +348,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicate_miss, setup_st, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_evicts, setup_two_watches, teardown),
 		cmocka_unit_test_setup_teardown(test_enobufs_drains, setup_mt, teardown),
+		cmocka_unit_test_setup_teardown(test_enobufs_evicts, setup_mt, teardown),
+		cmocka_unit_test_setup_teardown(test_enobufs_evicts, setup_st, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_waits_for_running_invalidation,
 						setup_mt, teardown),
 	};
