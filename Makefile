@@ -24,6 +24,7 @@ deps:
 
 include userlib/lib.mk
 include userlib/ibverbs/ibverbs.mk
+include userlib/libfabric/libfabric.mk
 include bench/bench.mk
 include tests/host/host.mk
 include tests/guest/guest.mk

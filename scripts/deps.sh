@@ -12,10 +12,13 @@ PACKAGES="
 	perftest iproute2
 	libcmocka-dev numactl libnuma-dev gcc make
 	gnuplot-nox libucx-dev
+	libfabric-dev libfabric-bin
 	libc6-dev perl e2fsprogs
 	bc flex bison libelf-dev
 "
 # libc6-dev: only recommended by gcc, so --no-install-recommends skips it.
+# libfabric-dev: the libfabric import monitor (userlib/libfabric/) and its
+# guest test; libfabric-bin: fi_info/fi_pingpong for trying it by hand.
 # perl: checkpatch.pl needs more than the essential perl-base.
 # bc flex bison libelf-dev: building the debug kernel from linux-source-6.1
 # (make check-debug; libelf for objtool).

@@ -19,15 +19,19 @@ PARAMS=/sys/module/regwatch/parameters
 TIMEOUT=${GUEST_TEST_TIMEOUT:-300}
 LOGS=$(mktemp -d /tmp/guest-tests.XXXXXX)
 
-# Bite checks, one per line: binary:param=value[,param=value...]:expected
+# Bite checks, one per line: binary:param=value[,param=value...]:expected[:args]
 # "expected" is a space-separated list of globs over the binary's test
 # case names: exactly the matching cases must fail and all others pass.
 # "any" means the binary must fail (any case, a crash or a timeout).
+# Settings that start with @ are environment variables of the run
+# (@NAME=value[,NAME=value...]) instead of module parameters; args are
+# passed to the binary.
 # test_events names its cases after the class their source produces.
 # RELEASE cannot be told apart from the UNMAP that follows it at exit
 # through the ABI, so it is checked as a pair: with UNMAP ignored
 # exit_release still passes (RELEASE alone reported the exit), with both
 # ignored it fails.
+# shellcheck disable=SC2016 # $PWD is expanded by set_run_env
 BITE_CHECKS='
 test_events:test_ignore_classes=1:unmap_*
 test_events:test_ignore_classes=2:clear_*
@@ -36,6 +40,15 @@ test_events:test_ignore_classes=16:softdirty_*
 test_events:test_ignore_classes=5:unmap_* exit_*
 test_race:test_skip_watch_sync=Y:test_watch_then_register_race
 test_cache_rxe:test_ignore_classes=1:test_classic_* test_inflight_* test_malloc_free_* test_realloc_* test_random_*
+test_libfabric:@REGWATCH_FI_BITE=1:test_stale_* test_notify_*
+test_libfabric:@REGWATCH_FI_BITE=1,LD_PRELOAD=$PWD/build/libregwatch_fi.so:test_stale_* test_notify_*:--preloaded
+test_libfabric:@REGWATCH_FI_NO_NOTIFY=1:test_notify_*
+'
+
+# More runs of a binary, counted like step 1: binary:@NAME=value,...:args
+# shellcheck disable=SC2016
+VARIANT_RUNS='
+test_libfabric:@LD_PRELOAD=$PWD/build/libregwatch_fi.so,REGWATCH_FI_VERBOSE=1:--preloaded
 '
 
 passed=0
@@ -44,12 +57,15 @@ failed=0
 pass() { passed=$((passed + 1)); echo "PASS: $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
-# run_binary NAME LOG: run one test binary, its output into LOG, then show it.
-# stdbuf keeps stdout and stderr (cmocka's messages) in order.
+# run_binary NAME LOG [ARGS...]: run one test binary, its output into LOG,
+# then show it. stdbuf keeps stdout and stderr (cmocka's messages) in
+# order. RUN_ENV (NAME=value words) is added to its environment.
+RUN_ENV=()
 run_binary() {
 	local name=$1 log=$2
 	shift 2
-	timeout -k 10 "$TIMEOUT" stdbuf -oL -eL "$BIN/$name" "$@" >"$log" 2>&1
+	timeout -k 10 "$TIMEOUT" env ${RUN_ENV[@]+"${RUN_ENV[@]}"} \
+		stdbuf -oL -eL "$BIN/$name" "$@" >"$log" 2>&1
 	local rc=$?
 	cat "$log"
 	case $rc in
@@ -108,15 +124,9 @@ else
 fi
 [ -n "$binaries" ] || fail "no test binaries in $BIN (make guest-tests)"
 
-for name in $binaries; do
-	log=$LOGS/$name.log
-	echo "== $name"
-	if [ ! -x "$BIN/$name" ]; then
-		fail "$name: no such binary"
-		continue
-	fi
-	run_binary "$name" "$log"
-	rc=$?
+# count_run NAME LOG RC: add a run's cmocka counts to the totals.
+count_run() {
+	local name=$1 log=$2 rc=$3 p f
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\.$/\1/p' "$log")
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:$/\1/p' "$log")
 	if [ -z "$p" ]; then
@@ -130,13 +140,46 @@ for name in $binaries; do
 	echo "== $name: $p passed, $f failed"
 	passed=$((passed + p))
 	failed=$((failed + f))
+}
+
+# set_run_env "@A=1,B=2": RUN_ENV=(A=1 B=2), with $PWD expanded. (The
+# guest has no /dev/fd: no process substitution.)
+set_run_env() {
+	local kvs kv
+	IFS=, read -ra kvs <<<"${1#@}"
+	RUN_ENV=()
+	for kv in "${kvs[@]}"; do
+		RUN_ENV+=("${kv//\$PWD/$PWD}")
+	done
+}
+
+for name in $binaries; do
+	log=$LOGS/$name.log
+	echo "== $name"
+	if [ ! -x "$BIN/$name" ]; then
+		fail "$name: no such binary"
+		continue
+	fi
+	run_binary "$name" "$log"
+	count_run "$name" "$log" $?
 done
+
+while IFS=: read -r name settings args; do
+	[ -n "$name" ] || continue
+	case " $binaries " in *" $name "*) ;; *) continue ;; esac
+	set_run_env "$settings"
+	echo "== $name ${RUN_ENV[*]} $args"
+	# shellcheck disable=SC2086 # args are words
+	run_binary "$name" "$LOGS/$name.variant.log" $args
+	count_run "$name (${RUN_ENV[*]} $args)" "$LOGS/$name.variant.log" $?
+	RUN_ENV=()
+done <<<"$VARIANT_RUNS"
 
 # ---- 2. bite checks ---------------------------------------------------
 
-# bite_check BINARY SETTINGS EXPECTED
+# bite_check BINARY SETTINGS EXPECTED [ARGS]
 bite_check() {
-	local name=$1 settings=$2 expected=$3 what="$1 with $2"
+	local name=$1 settings=$2 expected=$3 args=${4:-} what="$1 with $2${4:+ $4}"
 	local log=$LOGS/$name.bite.log base=$LOGS/$name.log rc c g
 	local want_fail unexpected_fail="" unexpected_pass="" matched=0
 
@@ -145,15 +188,19 @@ bite_check() {
 		return
 	fi
 	echo "== bite: $what (expect failing: $expected)"
-	if ! set_params "$settings"; then
+	if [ "${settings#@}" != "$settings" ]; then
+		set_run_env "$settings"
+	elif ! set_params "$settings"; then
 		restore_params
 		fail "bite: $what: cannot set the parameters"
 		return
 	fi
 	# These runs are meant to fail: their output is shown only when the
 	# check does not come out as expected.
-	run_binary "$name" "$log" >"$log.shown"
+	# shellcheck disable=SC2086 # args are words
+	run_binary "$name" "$log" $args >"$log.shown"
 	rc=$?
+	RUN_ENV=()
 	restore_params
 
 	if [ "$expected" = any ]; then
@@ -195,9 +242,9 @@ bite_check() {
 	fi
 }
 
-while IFS=: read -r name settings expected; do
+while IFS=: read -r name settings expected args; do
 	[ -n "$name" ] || continue
-	bite_check "$name" "$settings" "$expected"
+	bite_check "$name" "$settings" "$expected" "$args"
 done <<<"$BITE_CHECKS"
 
 # ---- 3. unload and reload ----------------------------------------------
