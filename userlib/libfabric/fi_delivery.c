@@ -32,11 +32,18 @@ void fi_delivery_kick_locked(struct fi_mon *m)
 
 static void deliver(struct fi_mon *m, struct fi_range *r, size_t n)
 {
+	if (!m->mon.import_ops)
+		return;		/* not imported yet: no cache to tell */
 	for (size_t i = 0; i < n; i++)
 		m->mon.import_ops->notify(&m->mon, (const void *)r[i].addr,
 					  r[i].len);
 }
 
+/*
+ * Deliver, then sleep: a pass runs first so that ranges subscribe() queued
+ * before start() (their events drained, the fd no longer readable) go out
+ * without waiting for another event.
+ */
 static void *delivery_main(void *arg)
 {
 	struct fi_mon *m = arg;
@@ -49,11 +56,6 @@ static void *delivery_main(void *arg)
 		struct fi_range *r;
 		uint64_t v;
 		size_t n;
-
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents & POLLIN)
-			(void)!read(m->kick_fd, &v, sizeof(v));
 
 		pthread_mutex_lock(&m->lock);
 		if (m->stop) {
@@ -69,15 +71,19 @@ static void *delivery_main(void *arg)
 		m->st.notifies += n;
 		pthread_mutex_unlock(&m->lock);
 
-		if (n && m->mon.import_ops)
-			deliver(m, r, n);
 		if (n) {
+			deliver(m, r, n);
 			pthread_mutex_lock(&m->lock);
 			for (size_t i = 0; i < n; i++)
 				fi_mon_notified_locked(m, &r[i]);
 			pthread_mutex_unlock(&m->lock);
 		}
 		free(r);
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & POLLIN)
+			(void)!read(m->kick_fd, &v, sizeof(v));
 	}
 	return NULL;
 }
