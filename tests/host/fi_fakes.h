@@ -444,4 +444,15 @@ static inline struct regwatch_fi_stats fl_stats(void)
 	return st;
 }
 
+/* Wait up to 5 s for the monitor to hold n subscriptions. */
+static inline bool fl_wait_live(uint64_t n)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (fl_stats().live == n)
+			return true;
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	return false;
+}
+
 #endif /* REGWATCH_TEST_FI_FAKES_H */

@@ -19,8 +19,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
 #include <cmocka.h>
 
 #include "fi_fakes.h"
@@ -36,17 +34,6 @@ void *__wrap_realloc(void *p, size_t size)
 		return NULL;
 	}
 	return __real_realloc(p, size);
-}
-
-/* Wait up to 5 s for the monitor to hold n subscriptions. */
-static bool wait_live(uint64_t n)
-{
-	for (int i = 0; i < 5000; i++) {
-		if (fl_stats().live == n)
-			return true;
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-	}
-	return false;
 }
 
 /* The watch cookie the monitor gave the live watch on (addr, len). */
@@ -226,14 +213,14 @@ static void test_notify_from_delivery_thread(void **state)
 	assert_false(fl_valid(c, 0x4000));	/* at once: the state word */
 	assert_true(fl_wait_notifies(n0 + 1));
 	assert_notified(n0, c, 0x4000);
-	assert_true(wait_live(0));
+	assert_true(fl_wait_live(0));
 
 	L.unsubscribe_in_notify = true;
 	assert_int_equal(fl_subscribe(d, 0x1000), 0);
 	assert_true(fake_fire(d, 0x1000));
 	assert_true(fl_wait_notifies(n0 + 2));
 	assert_notified(n0 + 1, d, 0x1000);
-	assert_true(wait_live(0));
+	assert_true(fl_wait_live(0));
 
 	st = fl_stats();
 	assert_int_equal(st.events, st0.events + 2);
@@ -286,7 +273,7 @@ static void test_subscribe_drains_and_wakes(void **state)
 	assert_int_equal(fl_subscribe(h, 0x1000), 0);
 	assert_true(fake_fire(h, 0x1000));
 	assert_true(fl_wait_notifies(n0 + 1));
-	assert_true(wait_live(0));
+	assert_true(fl_wait_live(0));
 
 	assert_int_equal(fl_subscribe(f, 0x1000), 0);
 	R.silent = true;
@@ -295,7 +282,7 @@ static void test_subscribe_drains_and_wakes(void **state)
 	assert_true(pthread_equal(R.drained_by, pthread_self()));
 	assert_true(fl_wait_notifies(n0 + 2));
 	assert_notified(n0 + 1, f, 0x1000);
-	assert_true(wait_live(1));
+	assert_true(fl_wait_live(1));
 	fl_unsubscribe(g, 0x1000);
 }
 
@@ -341,7 +328,7 @@ static void test_stale_events_dropped(void **state)
 	assert_int_equal(fl_start(), 0);
 	assert_true(fl_wait_notifies(n0 + 1));
 	assert_notified(n0, t, 0x1000);
-	assert_true(wait_live(0));
+	assert_true(fl_wait_live(0));
 	fl_stop();
 	st = fl_stats();
 	assert_int_equal(st.events, st0.events + 4);
@@ -394,7 +381,7 @@ static void test_start_stop(void **state)
 	assert_true(fake_fire(w, 0x1000));
 	assert_true(fl_wait_notifies(n0 + 1));
 	assert_notified(n0, w, 0x1000);
-	assert_true(wait_live(0));
+	assert_true(fl_wait_live(0));
 }
 
 int main(void)

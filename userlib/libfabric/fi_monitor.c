@@ -30,8 +30,7 @@ static struct fi_mon *mon_of(struct fid_mem_monitor *mon)
 
 /* ---- draining the ring (m->lock held) ------------------------------ */
 
-static int queue_range(struct fi_mon *m, uintptr_t addr, size_t len,
-		       uint64_t cookie)
+static int queue_range(struct fi_mon *m, const struct fi_range *r)
 {
 	if (m->npending == m->cap_pending) {
 		size_t n = m->cap_pending ? m->cap_pending * 2 : 16;
@@ -42,36 +41,31 @@ static int queue_range(struct fi_mon *m, uintptr_t addr, size_t len,
 		m->pending = p;
 		m->cap_pending = n;
 	}
-	m->pending[m->npending].addr = addr;
-	m->pending[m->npending].len = len;
-	m->pending[m->npending].cookie = cookie;
-	m->npending++;
+	m->pending[m->npending++] = *r;
 	return 0;
 }
 
 static int on_event(const struct regwatch_event *ev, void *arg)
 {
 	struct fi_mon *m = arg;
-	uintptr_t addr;
-	size_t len;
+	struct fi_range r = { .cookie = ev->cookie };
 
 	m->st.events++;
 	if (ev->type != REGWATCH_EVENT_INVALIDATE)
 		return 0;	/* RESYNC: streaming watches only, we have none */
-	if (!fi_subs_fire(&m->subs, ev->cookie, &addr, &len))
+	if (!fi_subs_fire(&m->subs, ev->cookie, &r.addr, &r.len))
 		return 0;	/* already removed, or a repeat */
-	/* Blind (test only): forget it. Without memory the notify is lost,
-	 * not the invalidation: valid() still reads the state word, and the
-	 * entry stays until a later libfabric unsubscribes it. */
 	if (m->flags & REGWATCH_FI_TEST_NO_NOTIFY)
-		return 0;	/* valid() alone, via the state word */
-	if ((m->flags & REGWATCH_FI_TEST_BLIND) ||
-	    queue_range(m, addr, len, ev->cookie)) {
-		struct fi_range r = { .cookie = ev->cookie };
-
-		if (m->flags & REGWATCH_FI_TEST_BLIND)
-			fi_mon_notified_locked(m, &r);
+		return 0;	/* test only: valid() alone, via the state word */
+	if (m->flags & REGWATCH_FI_TEST_BLIND) {
+		/* test only: forget it, as if every cache had dropped it */
+		fi_mon_notified_locked(m, &r);
+		return 0;
 	}
+	/* Without memory the notify is lost, not the invalidation: valid()
+	 * still reads the state word, and the entry stays until libfabric
+	 * unsubscribes it. */
+	(void)queue_range(m, &r);
 	return 0;
 }
 
