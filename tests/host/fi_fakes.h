@@ -10,7 +10,8 @@
  *  - a fake libfabric: fi_open("mr_cache") whose bind() imports the
  *    monitor, export-op wrappers that hold a stand-in for libfabric's
  *    mm_lock as 1.17 does, and a notify() that records who called it and
- *    with which locks held, then unsubscribes like libfabric's cache.
+ *    with which locks held, then takes mm_lock (and unsubscribes, as
+ *    later libfabric versions do, if asked to).
  * These definitions come before libregwatch.a on the link line (see
  * host.mk), so the library's regwatch_* and libfabric are not used.
  */
@@ -239,12 +240,13 @@ static inline void fake_rw_knobs_off(void)
 static struct fake_fi {
 	/* knobs */
 	int open_err, bind_err;
-	bool unsubscribe_in_notify;	/* like a cache dropping its entry */
+	bool unsubscribe_in_notify;	/* as libfabric > 1.17 does */
 	/* what the monitor did */
 	int opens, closes, binds;
 	struct fid_mem_monitor *mon;	/* the imported monitor */
 	/* libfabric's mm_lock, with its owner so that notify() can tell a
-	 * call that would deadlock on it from a wait */
+	 * call that would deadlock on it from a wait (atomics: notify()
+	 * reads them without the lock) */
 	pthread_mutex_t mm_lock;
 	pthread_t mm_owner;
 	bool mm_held;
@@ -272,13 +274,13 @@ static inline struct fi_mon *fake_fi_mon(void)
 static inline void mm_lock(void)
 {
 	pthread_mutex_lock(&L.mm_lock);
-	L.mm_owner = pthread_self();
-	L.mm_held = true;
+	__atomic_store_n(&L.mm_owner, pthread_self(), __ATOMIC_RELAXED);
+	__atomic_store_n(&L.mm_held, true, __ATOMIC_RELAXED);
 }
 
 static inline void mm_unlock(void)
 {
-	L.mm_held = false;
+	__atomic_store_n(&L.mm_held, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&L.mm_lock);
 }
 
@@ -287,7 +289,9 @@ static void fake_notify(struct fid_mem_monitor *mon, const void *addr,
 {
 	struct fi_mon *m = fake_fi_mon();
 	bool ours = pthread_mutex_trylock(&m->lock) != 0;
-	bool mm = L.mm_held && pthread_equal(L.mm_owner, pthread_self());
+	bool mm = __atomic_load_n(&L.mm_held, __ATOMIC_RELAXED) &&
+		  pthread_equal(__atomic_load_n(&L.mm_owner, __ATOMIC_RELAXED),
+				pthread_self());
 
 	if (!ours)
 		pthread_mutex_unlock(&m->lock);

@@ -1,4 +1,4 @@
-// LDFLAGS: -Wl,--wrap=realloc
+// LDFLAGS: -Wl,--wrap=malloc,--wrap=realloc,--wrap=eventfd,--wrap=pthread_create
 // SPDX-License-Identifier: MIT
 /*
  * Host test of the libfabric import monitor (userlib/libfabric/
@@ -23,17 +23,45 @@
 
 #include "fi_fakes.h"
 
-void *__real_realloc(void *p, size_t size);
+/* ---- injected failures: how many next calls fail ------------------------ */
 
-static int realloc_fails;	/* how many next realloc() calls fail */
+void *__real_malloc(size_t size);
+void *__real_realloc(void *p, size_t size);
+int __real_eventfd(unsigned int initval, int flags);
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+			  void *(*fn)(void *), void *arg);
+
+static int malloc_fails, realloc_fails, eventfd_fails, pthread_create_fails;
+
+static bool fail_now(int *n)
+{
+	return *n > 0 && (*n)-- > 0;
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return fail_now(&malloc_fails) ? NULL : __real_malloc(size);
+}
 
 void *__wrap_realloc(void *p, size_t size)
 {
-	if (realloc_fails > 0) {
-		realloc_fails--;
-		return NULL;
+	return fail_now(&realloc_fails) ? NULL : __real_realloc(p, size);
+}
+
+int __wrap_eventfd(unsigned int initval, int flags)
+{
+	if (fail_now(&eventfd_fails)) {
+		errno = EMFILE;
+		return -1;
 	}
-	return __real_realloc(p, size);
+	return __real_eventfd(initval, flags);
+}
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+			  void *(*fn)(void *), void *arg)
+{
+	return fail_now(&pthread_create_fails) ? EAGAIN :
+		__real_pthread_create(t, attr, fn, arg);
 }
 
 /* The watch cookie the monitor gave the live watch on (addr, len). */
@@ -62,7 +90,7 @@ static int setup(void **state)
 	(void)state;
 	fake_rw_knobs_off();
 	L.unsubscribe_in_notify = false;
-	realloc_fails = 0;
+	malloc_fails = realloc_fails = eventfd_fails = pthread_create_fails = 0;
 	return 0;
 }
 
@@ -114,7 +142,14 @@ static void test_import_errors(void **state)
 	assert_null(L.mon);
 	L.bind_err = 0;
 
+	/* No memory for the subscription table. */
+	malloc_fails = 1;
+	assert_int_equal(regwatch_fi_import(NULL), -ENOMEM);
+	assert_int_equal(malloc_fails, 0);
+	assert_int_equal(L.opens, 2);		/* libfabric not touched */
+
 	assert_int_equal(R.opens, R.closes + 1);	/* one open failed */
+	assert_int_equal(R.closes, 3);
 	assert_int_equal(regwatch_fi_stats(&st), 0);
 	assert_memory_equal(&st, &zero, sizeof(st));
 }
@@ -139,6 +174,15 @@ static void test_import(void **state)
 	assert_int_equal(regwatch_fi_import(NULL), -EBUSY);
 	assert_int_equal(R.opens, opens);
 	assert_int_equal(fl_stats().live, 0);
+
+	/* Until libfabric replaces them, the fid's other ops refuse. */
+	assert_int_equal(fi_close(&L.mon->fid), 0);
+	assert_int_equal(L.mon->fid.ops->bind(&L.mon->fid, NULL, 0),
+			 -FI_ENOSYS);
+	assert_int_equal(L.mon->fid.ops->control(&L.mon->fid, 0, NULL),
+			 -FI_ENOSYS);
+	assert_int_equal(L.mon->fid.ops->ops_open(&L.mon->fid, "x", 0, NULL,
+						  NULL), -FI_ENOSYS);
 }
 
 /* ---- the export ops --------------------------------------------------------- */
@@ -384,6 +428,23 @@ static void test_start_stop(void **state)
 	assert_true(fl_wait_live(0));
 }
 
+/* The thread cannot start: a clear error, nothing left open, and a later
+ * start() works. */
+static void test_start_errors(void **state)
+{
+	(void)state;
+	eventfd_fails = 1;
+	assert_int_equal(fl_start(), -EMFILE);
+	assert_int_equal(fake_fi_mon()->kick_fd, -1);
+	pthread_create_fails = 1;
+	assert_int_equal(fl_start(), -EAGAIN);
+	assert_int_equal(fake_fi_mon()->kick_fd, -1);
+	assert_false(fake_fi_mon()->running);
+	fl_stop();				/* nothing to stop */
+	assert_int_equal(fl_start(), 0);
+	assert_true(fake_fi_mon()->running);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +459,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_events_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_enomem, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
 	};
 
 	L.op_thread = pthread_self();

@@ -32,8 +32,6 @@ void fi_delivery_kick_locked(struct fi_mon *m)
 
 static void deliver(struct fi_mon *m, struct fi_range *r, size_t n)
 {
-	if (!m->mon.import_ops)
-		return;		/* not imported yet: no cache to tell */
 	for (size_t i = 0; i < n; i++)
 		m->mon.import_ops->notify(&m->mon, (const void *)r[i].addr,
 					  r[i].len);

@@ -4,8 +4,9 @@
  * ops and the import; fi_delivery.c: the thread that calls notify).
  *
  * Locks. libfabric calls subscribe, unsubscribe and valid with its global
- * mm_lock held, and notify() takes mm_list_rwlock and mm_lock itself; an
- * unsubscribe() comes back into us from inside notify(). So the order is
+ * mm_lock held, and notify() takes mm_list_rwlock and mm_lock itself; a
+ * later libfabric's unsubscribe() comes back into us from inside notify().
+ * So the order is
  * "libfabric's locks, then ours": we take m->lock inside every export op
  * and never call notify() while holding it. The kernel never waits for
  * this process, so allocating memory (which may unmap memory) under

@@ -8,9 +8,10 @@
  * them: a cache miss registers the memory (ibv_reg_mr) with no lock held,
  * then takes mm_lock, inserts the entry and calls subscribe(); a lookup
  * that finds an entry calls valid(entry's addr, len) under mm_lock and,
- * if it says false, drops the entry (calling unsubscribe()) and
- * registers again; notify() drops every entry overlapping the range (each
- * with an unsubscribe()); start()/stop() bracket the first and last cache.
+ * if it says false, drops the entry and registers again; notify() drops
+ * every entry overlapping the range; start()/stop() bracket the first and
+ * last cache. 1.17 never calls unsubscribe(); later versions call it for
+ * each entry they drop, from inside notify() too (docs/design.md).
  */
 #include <errno.h>
 #include <stddef.h>

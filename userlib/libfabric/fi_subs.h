@@ -11,11 +11,12 @@
  * entry is removed when its notify() has been delivered (or on a later
  * libfabric's unsubscribe). A fired entry whose notify is still pending
  * stays beside a new armed one: it makes valid() say false for entries
- * registered before the invalidation. Entries live in a
- * growable slot array; a watch's cookie is (generation << 32 | slot) so
- * an event that arrives after its entry was removed (or its slot reused)
- * is recognised as stale and dropped. Lookup by (addr, len) goes through
- * a chained hash of slot indices.
+ * registered before the invalidation.
+ *
+ * Entries live in a growable slot array; a watch's cookie is
+ * (generation << 32 | slot) so that an event arriving after its entry was
+ * removed (or its slot reused) is recognised as stale and dropped. Lookup
+ * by (addr, len) goes through a chained hash of slot indices.
  *
  * No locking here: the caller (fi_monitor.c) serialises every call.
  */
