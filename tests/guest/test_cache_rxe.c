@@ -94,6 +94,7 @@
 #include <stdarg.h>
 #include <cmocka.h>
 
+#include "bytes_util.h"
 #include "regwatch_cache.h"
 #include "regwatch_ibverbs.h"
 #include "rwt_util.h"
@@ -269,37 +270,6 @@ static bool all_bytes(const char *p, size_t len, int byte)
 	return true;
 }
 
-/* Bytes of dev that differ from cpu; the first such offset in *first. */
-static size_t ndiff(const char *dev, const char *cpu, size_t len, size_t *first)
-{
-	size_t i, n = 0;
-
-	if (!memcmp(dev, cpu, len))
-		return 0;
-	for (i = len; i-- > 0;)
-		if (dev[i] != cpu[i]) {
-			n++;
-			*first = i;
-		}
-	return n;
-}
-
-/* Distinct pseudo-random contents for a tag (xorshift64). */
-static void pattern(char *p, size_t len, uint64_t tag)
-{
-	uint64_t x = (tag + 1) * 0x9e3779b97f4a7c15ULL;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		memcpy(p + i, &x, 8);
-	}
-	for (; i < len; i++)
-		p[i] = (char)(x >> (8 * (i & 7)));
-}
-
 /* glibc's chunk header: IS_MMAPPED (0x2) in the size word before p. */
 static bool glibc_mmapped(const void *p)
 {
@@ -455,7 +425,7 @@ static void expect_ok(struct scen *s, const void *addr, size_t len,
 	size_t n, first = 0;
 
 	read_cached(s, addr, len);
-	n = ndiff(s->sink, addr, len, &first);
+	n = bu_ndiff(s->sink, addr, len, &first);
 	CHECK(n == 0, "%s: %zu of %zu bytes read through the cache (monitor %s)"
 	      " differ from memory; first at +%zu: device %#x, cpu %#x", what,
 	      n, len, s->mon, first, (unsigned char)s->sink[first],
@@ -473,7 +443,7 @@ static bool expect_fresh(struct scen *s, const void *addr, size_t len,
 	size_t n, first = 0;
 
 	read_cached(s, addr, len);
-	n = ndiff(s->sink, addr, len, &first);
+	n = bu_ndiff(s->sink, addr, len, &first);
 	if (n && s->none) {
 		s->stale++;
 		fprintf(stderr, "  %s: STALE, as expected with the none monitor:"
@@ -1188,7 +1158,7 @@ static void r_failf(struct r_thread *t, const char *fmt, ...)
 
 static void r_fill(struct r_thread *t, struct r_slot *sl)
 {
-	pattern(sl->p, sl->len, ++t->gen * 4 + (uint64_t)t->id);
+	bu_pattern(sl->p, sl->len, ++t->gen * 4 + (uint64_t)t->id);
 }
 
 /* RDMA READ the slot through the cache and compare with memory. */
@@ -1213,7 +1183,7 @@ static bool r_verify(struct r_thread *t, struct r_slot *sl)
 		return false;
 	}
 	t->verified++;
-	n = ndiff(t->sink, sl->p, sl->len, &first);
+	n = bu_ndiff(t->sink, sl->p, sl->len, &first);
 	if (!n)
 		return true;
 	if (t->none) {

@@ -66,6 +66,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
+#include "bytes_util.h"
 #include "regwatch_libfabric.h"
 
 #define PAGE		4096UL
@@ -279,34 +280,13 @@ static void poison(char *p, size_t len)
 	memset(p, 0xee, len);
 }
 
-/* Distinct contents for a tag (xorshift64). */
-static void pattern(char *p, size_t len, uint64_t tag)
-{
-	uint64_t x = (tag + 1) * 0x9e3779b97f4a7c15ULL;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		memcpy(p + i, &x, 8);
-	}
-	for (; i < len; i++)
-		p[i] = (char)i;
-}
-
 static void expect_same(const char *dev, const char *cpu, size_t len,
 			const char *op, const char *what)
 {
-	size_t i, n = 0, first = 0;
+	size_t first = 0, n = bu_ndiff(dev, cpu, len, &first);
 
-	if (!memcmp(dev, cpu, len))
+	if (!n)
 		return;
-	for (i = len; i-- > 0;)
-		if (dev[i] != cpu[i]) {
-			n++;
-			first = i;
-		}
 	fail_msg("%s: %s moved stale bytes: %zu of %zu differ, first at "
 		 "+%#zx (device %#x, CPU %#x)", what, op, n, len, first,
 		 (unsigned char)dev[first], (unsigned char)cpu[first]);
@@ -345,7 +325,7 @@ static void check_xfers(char *buf, size_t len, const char *what)
 	expect_same(rig.sink, buf, len, "RDMA READ from it", what);
 
 	/* buf as a remote WRITE target: new bytes must land in it. */
-	pattern(rig.src, len, tag++);
+	bu_pattern(rig.src, len, tag++);
 	mr = reg(buf, len);
 	FI_CHECK(fi_write(rig.cep, rig.src, len, fi_mr_desc(rig.src_mr), 0,
 			  (uint64_t)(uintptr_t)buf, fi_mr_key(mr), &ctx));
