@@ -344,8 +344,16 @@ int regwatch_drain_shared(struct regwatch *rw, regwatch_event_cb cb,
 	c = __atomic_load_n(&rw->consumer->head, __ATOMIC_ACQUIRE);
 	/* Pairs with the kernel's release: entries below prod are written. */
 	prod = __atomic_load_n(&rw->hdr->producer, __ATOMIC_ACQUIRE);
-	if (prod - c > rw->cfg.ring_entries)
+	/* The page is ours to scribble on; never loop over a broken head. */
+	if (rw_after(c, prod))
 		return -EPROTO;
+	/*
+	 * The kernel publishes at most ring_entries beyond a head it has
+	 * read, so if others moved the head on since we loaded it, what lies
+	 * that far back is theirs.
+	 */
+	if (prod - c > rw->cfg.ring_entries)
+		c = prod - rw->cfg.ring_entries;
 	while (rw_after(prod, c)) {
 		ev = rw->ring[c & rw->mask];
 		/* The copy is done before the head is looked at again. */

@@ -46,7 +46,10 @@
 #define ITERS		300
 #define LEN		(4 * PG)
 
-/* The monitor the handler drains; a second one for the async tests. */
+/*
+ * The monitor the handler drains; a second one for the async tests,
+ * drained only by the test (its kernel signal counter tells).
+ */
 static struct regwatch *g_rw, *g_rw2;
 static struct regwatch_ref g_all;	/* the whole-space watch */
 
@@ -92,8 +95,6 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 	if (si->si_code == SI_KERNEL)
 		atomic_fetch_add(&g_kernel_si, 1);
 	regwatch_drain_shared(g_rw, note_event, NULL);
-	if (g_rw2)
-		regwatch_drain_shared(g_rw2, note_event, NULL);
 	errno = saved;
 }
 
@@ -168,7 +169,7 @@ struct worker {
 	enum op op;
 	int iters;
 	/* results, read after join */
-	int no_handler, not_seen, not_sync, sys_fail, other;
+	int no_handler, not_seen, not_sync, sys_fail, other, lost;
 	char msg[160];
 };
 
@@ -279,10 +280,21 @@ static void *worker_main(void *arg)
 		else if (!atomic_load(&T[w->idx].sync))
 			w->not_sync++;
 		track_clear(w->idx);
-		/* The reuse: only fails if another thread took the hole. */
+		/*
+		 * The reuse. It fails only if another thread took the hole
+		 * (thread stacks, other workers' first mappings); then carry
+		 * on with a fresh mapping, never touching the lost range.
+		 */
 		if (!undo_op(w->op, p, r, rlen)) {
-			w->other++;
-			break;
+			w->lost++;
+			if (w->op == OP_MREMAP)
+				munmap(p, LEN / 2);
+			p = rwt_map_anon(LEN);
+			if (!p) {
+				w->other++;
+				return NULL;
+			}
+			op_range(w->op, p, &r, &rlen);
 		}
 	}
 	track_clear(w->idx);
@@ -295,7 +307,7 @@ static void run_workers(enum op op, int nthreads, int iters)
 	struct worker w[NTHREADS];
 	pthread_t t[NTHREADS];
 	struct regwatch_stats st0, st1;
-	int bad = 0;
+	int bad = 0, lost = 0;
 
 	assert_int_equal(regwatch_stats(g_rw, &st0), 0);
 	for (int i = 0; i < nthreads; i++) {
@@ -305,12 +317,13 @@ static void run_workers(enum op op, int nthreads, int iters)
 	}
 	for (int i = 0; i < nthreads; i++) {
 		pthread_join(t[i], NULL);
+		lost += w[i].lost;
 		if (w[i].no_handler || w[i].not_seen || w[i].not_sync ||
 		    w[i].sys_fail || w[i].other) {
 			print_error("%s, thread %d of %d, %d iterations: handler "
 				    "not run before return %d times, event not "
 				    "drained %d, not flagged SYNC %d, call "
-				    "failed %d (%s), address lost %d\n",
+				    "failed %d (%s), out of memory %d\n",
 				    op_name[op], i, nthreads, iters,
 				    w[i].no_handler, w[i].not_seen,
 				    w[i].not_sync, w[i].sys_fail, w[i].msg,
@@ -319,10 +332,11 @@ static void run_workers(enum op op, int nthreads, int iters)
 		}
 	}
 	assert_int_equal(regwatch_stats(g_rw, &st1), 0);
-	fprintf(stderr, "%s x %d threads x %d: %llu signals, %lu resyncs\n",
+	fprintf(stderr, "%s x %d threads x %d: %llu signals, %lu resyncs, "
+		"%d holes taken by another thread before the reuse\n",
 		op_name[op], nthreads, iters,
 		(unsigned long long)(st1.signals - st0.signals),
-		atomic_load(&g_resyncs));
+		atomic_load(&g_resyncs), lost);
 	assert_int_equal(bad, 0);
 	assert_true(st1.signals - st0.signals >= (uint64_t)iters);
 }
@@ -475,7 +489,7 @@ static void expect_async_event(const struct regwatch_stats *st0,
 	assert_int_equal(regwatch_stats(g_rw2, &st1), 0);
 	assert_int_equal(st1.signals, st0->signals);
 	assert_true(st1.events > st0->events);
-	assert_int_equal(rwt_collect(g_rw2, &evs), 0);
+	assert_true(rwt_collect(g_rw2, &evs) > 0);
 	for (size_t i = 0; i < evs.n; i++) {
 		const struct regwatch_event *ev = &evs.ev[i];
 
@@ -593,8 +607,10 @@ static void whole_space_watch(void **state)
 	assert_int_equal(regwatch_watch(g_rw, NULL, top + PG, 1,
 					REGWATCH_WATCH_STREAMING, &ref),
 			 -EFAULT);
-	/* the setup's [0, top) watch is live and streaming */
-	assert_true(regwatch_ref_valid(&g_all));
+	/* the setup's [0, top) watch is live (streaming: stays ARMED) */
+	assert_int_equal(*g_all.state & REGWATCH_STATE_MASK,
+			 REGWATCH_STATE_ARMED);
+	assert_int_equal(*g_all.state >> 32, g_all.armed_state >> 32);
 }
 
 /*
