@@ -39,6 +39,7 @@ test_events:test_ignore_classes=8:prot_*
 test_events:test_ignore_classes=16:softdirty_*
 test_events:test_ignore_classes=5:unmap_* exit_*
 test_race:test_skip_watch_sync=Y:test_watch_then_register_race
+test_signal:test_no_signal=Y:sync_*
 test_cache_rxe:test_ignore_classes=1:test_classic_* test_inflight_* test_malloc_free_* test_realloc_* test_random_*
 test_libfabric:@REGWATCH_FI_BITE=1:test_stale_* test_notify_*
 test_libfabric:@REGWATCH_FI_BITE=1,LD_PRELOAD=$PWD/build/libregwatch_fi.so:test_stale_* test_notify_*:--preloaded
@@ -116,6 +117,7 @@ fi
 # Start from a module that behaves.
 [ -w "$PARAMS/test_ignore_classes" ] && echo 0 >"$PARAMS/test_ignore_classes"
 [ -w "$PARAMS/test_skip_watch_sync" ] && echo N >"$PARAMS/test_skip_watch_sync"
+[ -w "$PARAMS/test_no_signal" ] && echo N >"$PARAMS/test_no_signal"
 
 if [ -n "${GUEST_TESTS:-}" ]; then
 	binaries=$GUEST_TESTS

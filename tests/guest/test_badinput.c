@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -725,6 +726,84 @@ static long stats_readonly(void)
 	return rwt_ioctl(C.fd, REGWATCH_IOC_STATS, C.ro);
 }
 
+static long set_signal(int signo, uint32_t flags, uint64_t r0, uint64_t r1)
+{
+	struct regwatch_signal sg = {
+		.signo = signo, .flags = flags, .reserved = { r0, r1 },
+	};
+
+	return rwt_ioctl(C.fd, REGWATCH_IOC_SET_SIGNAL, &sg);
+}
+
+static long sig_negative(void)
+{
+	return set_signal(-1, 0, 0, 0);
+}
+
+static long sig_int_min(void)
+{
+	return set_signal(INT_MIN, 0, 0, 0);
+}
+
+static long sig_above_nsig(void)
+{
+	return set_signal(65, 0, 0, 0);	/* _NSIG is 64 on x86 */
+}
+
+static long sig_int_max(void)
+{
+	return set_signal(INT_MAX, 0, 0, 0);
+}
+
+static long sig_kill(void)
+{
+	return set_signal(SIGKILL, 0, 0, 0);
+}
+
+static long sig_stop(void)
+{
+	return set_signal(SIGSTOP, 0, 0, 0);
+}
+
+static long sig_flags(void)
+{
+	return set_signal(SIGUSR1, 1, 0, 0);
+}
+
+static long sig_flags_high(void)
+{
+	return set_signal(SIGUSR1, 1U << 31, 0, 0);
+}
+
+static long sig_reserved0(void)
+{
+	return set_signal(SIGUSR1, 0, 1, 0);
+}
+
+static long sig_reserved1(void)
+{
+	return set_signal(SIGUSR1, 0, 0, 1ULL << 63);
+}
+
+static long sig_null(void)
+{
+	return rwt_ioctl(C.fd, REGWATCH_IOC_SET_SIGNAL, NULL);
+}
+
+static long sig_unreadable(void)
+{
+	return rwt_ioctl(C.fd, REGWATCH_IOC_SET_SIGNAL, C.none);
+}
+
+static long sig_straddling(void)
+{
+	struct regwatch_signal sg = { .signo = SIGUSR1 };
+	void *p = straddling(sizeof(sg));
+
+	memcpy(p, &sg, sizeof(sg) - 8);
+	return rwt_ioctl(C.fd, REGWATCH_IOC_SET_SIGNAL, p);
+}
+
 /* fd < -1 is not named by the uapi: EINVAL or EBADF. */
 static const struct call_case call_cases[] = {
 	{ "WATCH NULL", watch_null, EFAULT, 0 },
@@ -766,6 +845,20 @@ static const struct call_case call_cases[] = {
 	{ "STATS size over a page", stats_huge, E2BIG, 0 },
 	{ "STATS NULL", stats_null, EFAULT, 0 },
 	{ "STATS read-only buffer", stats_readonly, EFAULT, 0 },
+	{ "SET_SIGNAL -1", sig_negative, EINVAL, 0 },
+	{ "SET_SIGNAL INT_MIN", sig_int_min, EINVAL, 0 },
+	{ "SET_SIGNAL _NSIG + 1", sig_above_nsig, EINVAL, 0 },
+	{ "SET_SIGNAL INT_MAX", sig_int_max, EINVAL, 0 },
+	{ "SET_SIGNAL SIGKILL", sig_kill, EINVAL, 0 },
+	{ "SET_SIGNAL SIGSTOP", sig_stop, EINVAL, 0 },
+	{ "SET_SIGNAL flags 1", sig_flags, EINVAL, 0 },
+	{ "SET_SIGNAL flags bit 31", sig_flags_high, EINVAL, 0 },
+	{ "SET_SIGNAL reserved[0]", sig_reserved0, EINVAL, 0 },
+	{ "SET_SIGNAL reserved[1]", sig_reserved1, EINVAL, 0 },
+	{ "SET_SIGNAL NULL", sig_null, EFAULT, 0 },
+	{ "SET_SIGNAL unreadable", sig_unreadable, EFAULT, 0 },
+	{ "SET_SIGNAL straddling a PROT_NONE page", sig_straddling, EFAULT,
+	  0 },
 };
 
 static void test_call_errors(void **state)
@@ -793,10 +886,31 @@ static void test_eventfd_survives_bad_calls(void **state)
 
 	(void)state;
 	assert_true(regwatch_ref_valid(&C.live));
+	/* No refused SET_SIGNAL turned a signal on (SIGUSR1 would kill). */
 	assert_int_equal(madvise(C.mem, RWT_PAGE, MADV_DONTNEED), 0);
 	assert_false(regwatch_ref_valid(&C.live));
 	assert_int_equal(read(C.efd, &cnt, sizeof(cnt)), sizeof(cnt));
 	assert_true(cnt >= 1);
+	struct regwatch_stats st;
+	assert_int_equal(regwatch_stats(C.rw, &st), 0);
+	assert_int_equal(st.signals, 0);
+}
+
+/* SET_SIGNAL's edges that must be accepted; left off again. */
+static void test_set_signal_accepted(void **state)
+{
+	static const int ok[] = { 0, 1, SIGUSR1, SIGSEGV, 64, 0 };
+	struct snap s;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snap_take(&s);
+		expect_err("SET_SIGNAL accepted", set_signal(ok[i], 0, 0, 0),
+			   0, 0);
+		snap_check(&s, "SET_SIGNAL accepted");
+	}
+	check_cases();
 }
 
 /* ---- STATS and CONFIG sizes that must work ------------------------- */
@@ -945,6 +1059,7 @@ int main(void)
 		cmocka_unit_test(test_unwatch_ids),
 		cmocka_unit_test(test_unwatchv_entry_ids),
 		cmocka_unit_test(test_call_errors),
+		cmocka_unit_test(test_set_signal_accepted),
 		cmocka_unit_test(test_stats_sizes_accepted),
 		cmocka_unit_test(test_config_fields),
 		cmocka_unit_test(test_config_bad_pointers),

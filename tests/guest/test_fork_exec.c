@@ -85,6 +85,7 @@ static void child_try_everything(int fd, const struct regwatch_config *cfg,
 	struct regwatch_batch bu = { .entries = (uintptr_t)&u, .count = 1 };
 	struct regwatch_eventfd e = { .fd = eventfd(0, 0) };
 	struct regwatch_stats st = { .size = sizeof(st) };
+	struct regwatch_signal sg = { .signo = SIGUSR1 };
 	struct regwatch_config c2;
 	struct regwatch_event ev;
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -101,6 +102,10 @@ static void child_try_everything(int fd, const struct regwatch_config *cfg,
 	CHILD_EIO(rwt_ioctl(fd, REGWATCH_IOC_SET_EVENTFD, &e),
 		  "SET_EVENTFD -1");
 	CHILD_EIO(rwt_ioctl(fd, REGWATCH_IOC_STATS, &st), "STATS");
+	CHILD_EIO(rwt_ioctl(fd, REGWATCH_IOC_SET_SIGNAL, &sg), "SET_SIGNAL");
+	sg.signo = 0;
+	CHILD_EIO(rwt_ioctl(fd, REGWATCH_IOC_SET_SIGNAL, &sg),
+		  "SET_SIGNAL 0");
 	CHILD_EIO(rwt_config(fd, 0, 0, &c2), "CONFIG");
 
 	if (cfg) {

@@ -66,6 +66,7 @@ static void test_ioctls_before_config(void **state)
 	struct regwatch_unwatch u = { .watch_id = 1 };
 	struct regwatch_batch b = { .entries = (uintptr_t)&w, .count = 1 };
 	struct regwatch_eventfd e = { .fd = -1 };
+	struct regwatch_signal sg = { .signo = SIGUSR1 };
 	struct regwatch_stats st = { .size = sizeof(st) };
 	struct regwatch_event ev;
 	int fd = rwt_open_fd(0);
@@ -79,6 +80,8 @@ static void test_ioctls_before_config(void **state)
 	b.entries = (uintptr_t)&u;
 	assert_int_equal(rwt_ioctl(fd, REGWATCH_IOC_UNWATCHV, &b), -EBADFD);
 	assert_int_equal(rwt_ioctl(fd, REGWATCH_IOC_SET_EVENTFD, &e),
+			 -EBADFD);
+	assert_int_equal(rwt_ioctl(fd, REGWATCH_IOC_SET_SIGNAL, &sg),
 			 -EBADFD);
 	/* uapi: STATS works before CONFIG, with the monitor's counters 0. */
 	assert_int_equal(rwt_ioctl(fd, REGWATCH_IOC_STATS, &st), 0);
@@ -596,9 +599,9 @@ static void test_unload_reload(void **state)
 		"default_ring_entries", "max_ring_entries",
 		"default_max_watches", "max_watches_limit",
 		"max_user_watches", "test_ignore_classes",
-		"test_skip_watch_sync",
+		"test_skip_watch_sync", "test_no_signal",
 	};
-	long long vals[7], v;
+	long long vals[8], v;
 	char ko[4096], cmd[8192], *p = cmd;
 	struct rwt_modstats ms;
 	struct regwatch *rw = NULL;
@@ -612,7 +615,7 @@ static void test_unload_reload(void **state)
 	}
 	module_path(ko, sizeof(ko));
 	assert_int_equal(access(ko, R_OK), 0);
-	for (i = 0; i < 7; i++)
+	for (i = 0; i < 8; i++)
 		assert_int_equal(rwt_param_get(names[i], &vals[i]), 0);
 	assert_int_equal(rwt_modstats(&ms), 0);
 	assert_int_equal(ms.monitors, 0);
@@ -624,10 +627,10 @@ static void test_unload_reload(void **state)
 
 	/* Back with exactly the parameters it had. */
 	p += snprintf(p, sizeof(cmd), "insmod '%s'", ko);
-	for (i = 0; i < 7; i++) {
+	for (i = 0; i < 8; i++) {
 		char val[32];
 
-		if (i == 6)	/* the bool */
+		if (i >= 6)	/* the bools */
 			snprintf(val, sizeof(val), "%s", vals[i] ? "Y" : "N");
 		else
 			snprintf(val, sizeof(val), "%lld", vals[i]);
@@ -635,7 +638,7 @@ static void test_unload_reload(void **state)
 			      names[i], val);
 	}
 	assert_int_equal(system(cmd), 0);
-	for (i = 0; i < 7; i++) {
+	for (i = 0; i < 8; i++) {
 		assert_int_equal(rwt_param_get(names[i], &v), 0);
 		assert_int_equal(v, vals[i]);
 	}

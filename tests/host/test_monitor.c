@@ -1,4 +1,4 @@
-// LDFLAGS: -Wl,--wrap=open,--wrap=open64,--wrap=close,--wrap=ioctl,--wrap=mmap,--wrap=mmap64,--wrap=munmap,--wrap=calloc
+// LDFLAGS: -pthread -Wl,--wrap=open,--wrap=open64,--wrap=close,--wrap=ioctl,--wrap=mmap,--wrap=mmap64,--wrap=munmap,--wrap=calloc
 // SPDX-License-Identifier: MIT
 /*
  * Host test of userlib/monitor.c against a fake /dev/regwatch.
@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,6 +61,7 @@ static struct fake {
 	int consumer_mmap_errno; /* mmap of the consumer page fails */
 	int ioctl_errno;	/* every ioctl after CONFIG fails */
 	uint64_t start_index;	/* producer/head at CONFIG (kernel: 0) */
+	bool no_feat_signal;	/* CONFIG does not report FEAT_SIGNAL */
 	void (*corrupt)(struct regwatch_config *out,
 			struct regwatch_shared_header *hdr);
 
@@ -68,6 +72,7 @@ static struct fake {
 	int maps, unmaps;
 	struct regwatch_config cfg_in;
 	int eventfd;
+	int signo;		/* as SET_SIGNAL left it; -1: never called */
 
 	/* the model */
 	bool fd_open, configured;
@@ -89,6 +94,7 @@ static void fake_reset(void)
 	F.config_abi = REGWATCH_ABI_VERSION;
 	F.memfd = -1;
 	F.eventfd = -2;
+	F.signo = -1;
 }
 
 /* Free what the fake allocated (the library's views are its own). */
@@ -179,7 +185,8 @@ static int fake_config(struct regwatch_config *cfg)
 	cfg->max_watches = F.max_watches;
 	cfg->features = REGWATCH_FEAT_ONESHOT | REGWATCH_FEAT_STREAMING |
 			REGWATCH_FEAT_EVENTFD | REGWATCH_FEAT_BATCH |
-			REGWATCH_FEAT_READ;
+			REGWATCH_FEAT_READ |
+			(F.no_feat_signal ? 0 : REGWATCH_FEAT_SIGNAL);
 	cfg->shared_offset = FAKE_OFF_SHARED;
 	cfg->shared_size = F.shared_size;
 	cfg->consumer_offset = FAKE_OFF_CONSUMER;
@@ -279,6 +286,18 @@ static int fake_set_eventfd(const struct regwatch_eventfd *e)
 	return 0;
 }
 
+/* The kernel's checks: a catchable signal or 0, nothing else set. */
+static int fake_set_signal(const struct regwatch_signal *s)
+{
+	if (s->flags || s->reserved[0] || s->reserved[1])
+		return EINVAL;
+	if (s->signo < 0 || s->signo > 64 || s->signo == SIGKILL ||
+	    s->signo == SIGSTOP)
+		return EINVAL;
+	F.signo = s->signo;
+	return 0;
+}
+
 /* Errors as positive errno; *ret is the ioctl's success value. */
 static int fake_ioctl(unsigned long req, void *arg, int *ret)
 {
@@ -301,6 +320,8 @@ static int fake_ioctl(unsigned long req, void *arg, int *ret)
 		return fake_unwatchv(arg, ret);
 	case REGWATCH_IOC_SET_EVENTFD:
 		return fake_set_eventfd(arg);
+	case REGWATCH_IOC_SET_SIGNAL:
+		return fake_set_signal(arg);
 	case REGWATCH_IOC_STATS:
 		return fake_stats(arg);
 	default:
@@ -965,7 +986,9 @@ static void test_drain_empty(void **state)
  * 20 streaming events through a ring of 8, in rounds that end at every
  * kind of ring position, each round drained in order.
  */
-static void drain_rounds(uint64_t start_index)
+typedef int (*drain_fn)(struct regwatch *, regwatch_event_cb, void *);
+
+static void drain_rounds(uint64_t start_index, drain_fn drain)
 {
 	static const int rounds[] = { 3, 8, 1, 5, 3 };
 	struct regwatch *rw;
@@ -984,7 +1007,7 @@ static void drain_rounds(uint64_t start_index)
 			fake_fire(s.id, 1U << ((seq + k) % REGWATCH_NR_CLASSES),
 				  (seq + k) << 12, (seq + k + 1) << 12);
 		assert_int_equal(regwatch_pending(rw), rounds[i]);
-		assert_int_equal(regwatch_drain(rw, record, &r), rounds[i]);
+		assert_int_equal(drain(rw, record, &r), rounds[i]);
 		assert_int_equal(r.calls, rounds[i]);
 		for (int k = 0; k < rounds[i]; k++, seq++)
 			assert_event(&r.ev[k], s.id, 99,
@@ -1000,14 +1023,14 @@ static void drain_rounds(uint64_t start_index)
 static void test_drain_wraps_ring(void **state)
 {
 	(void)state;
-	drain_rounds(0);
+	drain_rounds(0, regwatch_drain);
 }
 
 /* Free-running 64-bit indices: also correct when they wrap past 2^64. */
 static void test_drain_wraps_index(void **state)
 {
 	(void)state;
-	drain_rounds(UINT64_MAX - 6);
+	drain_rounds(UINT64_MAX - 6, regwatch_drain);
 }
 
 static struct regwatch *open_with_events(int n, struct regwatch_ref *s)
@@ -1209,7 +1232,7 @@ static void test_eventfd_and_stats(void **state)
 	assert_int_equal(st.watches, 1);
 	assert_int_equal(st.events, 1);
 	assert_int_equal(st.module_monitors, 1);
-	assert_int_equal(st.reserved[7], 0);	/* zeroed before the call */
+	assert_int_equal(st.reserved[6], 0);	/* zeroed before the call */
 
 	errno = 777;
 	F.ioctl_errno = EIO;
@@ -1217,6 +1240,227 @@ static void test_eventfd_and_stats(void **state)
 	assert_int_equal(regwatch_set_eventfd(rw, 3), -EIO);
 	assert_int_equal(errno, 777);
 	regwatch_close(rw);
+}
+
+/* ------------------------------------------- synchronous delivery */
+
+static void test_set_signal(void **state)
+{
+	struct regwatch *rw = open_rw(8, 8);
+	int ioctls;
+
+	(void)state;
+	assert_true(regwatch_config(rw)->features & REGWATCH_FEAT_SIGNAL);
+	errno = 777;
+	assert_int_equal(regwatch_set_signal(rw, SIGUSR1), 0);
+	assert_int_equal(F.signo, SIGUSR1);
+	assert_int_equal(regwatch_set_signal(rw, 0), 0);
+	assert_int_equal(F.signo, 0);
+	/* The kernel's refusals come back as they are. */
+	assert_int_equal(regwatch_set_signal(rw, SIGKILL), -EINVAL);
+	assert_int_equal(regwatch_set_signal(rw, -1), -EINVAL);
+	assert_int_equal(regwatch_set_signal(rw, 65), -EINVAL);
+	assert_int_equal(F.signo, 0);
+	assert_int_equal(errno, 777);
+	regwatch_close(rw);
+
+	/* An older kernel: refused without asking it. */
+	fake_destroy();
+	F.no_feat_signal = true;
+	rw = open_rw(8, 8);
+	ioctls = F.ioctls;
+	assert_int_equal(regwatch_set_signal(rw, SIGUSR1), -EOPNOTSUPP);
+	assert_int_equal(F.ioctls, ioctls);
+	assert_int_equal(F.signo, -1);
+	regwatch_close(rw);
+}
+
+static void test_drain_shared_wraps_ring(void **state)
+{
+	(void)state;
+	drain_rounds(0, regwatch_drain_shared);
+}
+
+static void test_drain_shared_wraps_index(void **state)
+{
+	(void)state;
+	drain_rounds(UINT64_MAX - 6, regwatch_drain_shared);
+}
+
+/* Same stop rules as regwatch_drain(). */
+static void test_drain_shared_stop(void **state)
+{
+	struct regwatch_ref s;
+	struct regwatch *rw = open_with_events(5, &s);
+	struct rec r = { .stop_at = 2, .stop_ret = 42 };
+
+	(void)state;
+	assert_int_equal(regwatch_drain_shared(rw, record, &r), 42);
+	assert_int_equal(regwatch_pending(rw), 3);
+	r = (struct rec){ .stop_at = 1, .stop_ret = -EAGAIN };
+	assert_int_equal(regwatch_drain_shared(rw, record, &r), -EAGAIN);
+	assert_int_equal(regwatch_pending(rw), 3);
+	assert_event(&r.ev[0], s.id, 5, REGWATCH_CLASS_CLEAR, 2, 3);
+	r = (struct rec){ 0 };
+	assert_int_equal(regwatch_drain_shared(rw, record, &r), 3);
+	assert_event(&r.ev[0], s.id, 5, REGWATCH_CLASS_CLEAR, 2, 3);
+	assert_event(&r.ev[2], s.id, 5, REGWATCH_CLASS_CLEAR, 4, 5);
+	assert_int_equal(fake_consumed(), F.prod);
+	assert_false(r.ev_in_ring);
+	regwatch_close(rw);
+}
+
+static void test_drain_shared_broken_head(void **state)
+{
+	struct regwatch_ref s;
+	struct regwatch *rw = open_with_events(2, &s);
+	struct rec r = { 0 };
+
+	(void)state;
+	F.consumer->head = F.prod + 5;
+	assert_int_equal(regwatch_drain_shared(rw, record, &r), -EPROTO);
+	assert_int_equal(r.calls, 0);
+	assert_int_equal(F.consumer->head, F.prod + 5);
+	regwatch_close(rw);
+}
+
+/*
+ * Another drainer consumes everything while we are in our first
+ * callback, and the kernel then reuses the slots it freed. Our drain must
+ * pass only the one event it had checked, never the new contents of the
+ * reused slots as if they were the old events, and never move the head
+ * back.
+ */
+struct race {
+	struct regwatch_ref *s;
+	struct rec r;
+};
+
+static int record_then_race(const struct regwatch_event *ev, void *arg)
+{
+	struct race *x = arg;
+
+	record(ev, &x->r);
+	if (x->r.calls == 1) {
+		F.consumer->head = F.prod;	/* the other drainer, done */
+		for (int i = 5; i < 11; i++)	/* slots 5..7, 0..2 reused */
+			fake_fire(x->s->id, REGWATCH_CLASS_UNMAP, i, i + 1);
+	}
+	return 0;
+}
+
+static void test_drain_shared_skips_reused_slots(void **state)
+{
+	struct regwatch_ref s;
+	struct regwatch *rw = open_with_events(5, &s);
+	struct race x = { .s = &s };
+
+	(void)state;
+	assert_int_equal(regwatch_drain_shared(rw, record_then_race, &x), 1);
+	assert_int_equal(x.r.calls, 1);
+	assert_event(&x.r.ev[0], s.id, 5, REGWATCH_CLASS_CLEAR, 0, 1);
+	assert_int_equal(fake_consumed(), 5);	/* not moved back */
+	/* The new events are all there for the next drain, in order. */
+	x.r = (struct rec){ 0 };
+	assert_int_equal(regwatch_drain_shared(rw, record, &x.r), 6);
+	for (int i = 0; i < 6; i++)
+		assert_event(&x.r.ev[i], s.id, 5, REGWATCH_CLASS_UNMAP, 5 + i,
+			     6 + i);
+	regwatch_close(rw);
+}
+
+/*
+ * Three drainers at once against a producer that reuses a slot as soon
+ * as the shared head has passed it, writing each event field by field:
+ * no drainer may ever pass a torn or foreign entry, and every event must
+ * reach some callback.
+ */
+#define STRESS_EVENTS	20000
+#define STRESS_DRAINERS	3
+
+static struct {
+	struct regwatch *rw;
+	unsigned char seen[STRESS_EVENTS];
+	uint64_t torn, calls, errors;
+	int done;
+} S;
+
+static int stress_cb(const struct regwatch_event *ev, void *arg)
+{
+	uint64_t i = ev->start;
+
+	(void)arg;
+	if (i >= STRESS_EVENTS || ev->end != i + 1 || ev->cookie != ~i ||
+	    ev->watch_id != i * 3 + 1 || ev->class != REGWATCH_CLASS_UNMAP)
+		__atomic_fetch_add(&S.torn, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&S.seen[i], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&S.calls, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void *stress_drainer(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		bool last = __atomic_load_n(&S.done, __ATOMIC_ACQUIRE);
+
+		if (regwatch_drain_shared(S.rw, stress_cb, NULL) < 0)
+			__atomic_fetch_add(&S.errors, 1, __ATOMIC_RELAXED);
+		if (last)
+			return NULL;
+	}
+}
+
+/* The kernel's rule: write slot i only once the head has passed i - N. */
+static void stress_produce(void)
+{
+	struct regwatch_event *e;
+
+	for (uint64_t i = 0; i < STRESS_EVENTS; i++) {
+		while (i - __atomic_load_n(&F.consumer->head,
+					   __ATOMIC_ACQUIRE) >= F.ring_entries)
+			sched_yield();
+		e = &F.ring[i & (F.ring_entries - 1)];
+		__atomic_store_n(&e->start, i, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->class, REGWATCH_CLASS_UNMAP,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&e->watch_id, i * 3 + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->cookie, ~i, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->end, i + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&F.hdr->producer, i + 1, __ATOMIC_RELEASE);
+	}
+}
+
+static void test_drain_shared_concurrent(void **state)
+{
+	pthread_t t[STRESS_DRAINERS];
+	uint64_t missing = 0;
+
+	(void)state;
+	memset(&S, 0, sizeof(S));
+	S.rw = open_rw(16, 4);
+	for (int i = 0; i < STRESS_DRAINERS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, stress_drainer,
+						NULL), 0);
+	stress_produce();
+	/* Wait for the drainers to consume all, then let them finish. */
+	while (__atomic_load_n(&F.consumer->head, __ATOMIC_ACQUIRE) !=
+	       STRESS_EVENTS)
+		sched_yield();
+	__atomic_store_n(&S.done, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < STRESS_DRAINERS; i++)
+		pthread_join(t[i], NULL);
+	for (uint64_t i = 0; i < STRESS_EVENTS; i++)
+		missing += !S.seen[i];
+	fprintf(stderr, "drain_shared: %llu callbacks for %d events\n",
+		(unsigned long long)S.calls, STRESS_EVENTS);
+	assert_int_equal(S.torn, 0);
+	assert_int_equal(missing, 0);
+	assert_int_equal(S.errors, 0);
+	assert_true(S.calls >= STRESS_EVENTS);
+	F.prod = F.last_head = STRESS_EVENTS;	/* for the teardown */
+	regwatch_close(S.rw);
 }
 
 /* ------------------------------------------------------------- the rest */
@@ -1270,6 +1514,9 @@ static void test_null_args(void **state)
 
 	assert_int_equal(regwatch_drain(NULL, record, NULL), -EINVAL);
 	assert_int_equal(regwatch_drain(rw, NULL, NULL), -EINVAL);
+	assert_int_equal(regwatch_drain_shared(NULL, record, NULL), -EINVAL);
+	assert_int_equal(regwatch_drain_shared(rw, NULL, NULL), -EINVAL);
+	assert_int_equal(regwatch_set_signal(NULL, SIGUSR1), -EINVAL);
 	assert_false(regwatch_changed(NULL, &seen));
 	assert_false(regwatch_changed(rw, NULL));
 	assert_int_equal(regwatch_pending(NULL), 0);
@@ -1312,6 +1559,13 @@ int main(void)
 		T(test_ref_from_bad_slot),
 		T(test_unwatchv),
 		T(test_eventfd_and_stats),
+		T(test_set_signal),
+		T(test_drain_shared_wraps_ring),
+		T(test_drain_shared_wraps_index),
+		T(test_drain_shared_stop),
+		T(test_drain_shared_broken_head),
+		T(test_drain_shared_skips_reused_slots),
+		T(test_drain_shared_concurrent),
 		T(test_class_names),
 		T(test_null_args),
 	};
