@@ -184,19 +184,6 @@ static void uffd_register(void *p)
 
 /* ------------------------------------------------------------ the runs */
 
-static char *map_range(void)
-{
-	char *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	size_t i;
-
-	if (p == MAP_FAILED)
-		bench_die("mmap: %s", strerror(errno));
-	for (i = 0; i < LEN; i += PG)
-		p[i] = 1;
-	return p;
-}
-
 enum { V_PLAIN, V_PLAIN_SPIN, V_RW_STATE, V_UF_STATE, V_RW_WAKE, V_UF_WAKE,
        V_RW_WAKE_SAME, V_UF_WAKE_SAME, NV };
 static const char *const vnames[NV] = {
@@ -247,7 +234,7 @@ static int drain_cb(const struct regwatch_event *ev, void *arg)
 
 static void one(int v, struct acc *a)
 {
-	char *p = map_range();
+	char *p = bench_map_populated(LEN);
 	struct regwatch_ref ref;
 	uint64_t t0, t1, armed = 0, lat, dummy = 0;
 	int rc, n = 0;
@@ -443,7 +430,7 @@ int main(int argc, char **argv)
 		bad = 1;
 	{
 		/* wake the reader: an event on a throw-away range */
-		char *p = map_range();
+		char *p = bench_map_populated(LEN);
 
 		uffd_register(p);
 		munmap(p, LEN);

@@ -54,19 +54,6 @@ static void mirror_close(void)
 	mir = NULL;
 }
 
-static char *map_populated(size_t len)
-{
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	size_t i;
-
-	if (p == MAP_FAILED)
-		bench_die("mmap: %s", strerror(errno));
-	for (i = 0; i < len; i += PG)
-		p[i] = 1;
-	return p;
-}
-
 static void mirror_map(char *p, size_t len)
 {
 	size_t off;
@@ -89,7 +76,7 @@ static const char *const vnames[NV] = {
 static double one(int v, size_t npages)
 {
 	size_t len = npages * PG;
-	char *p = map_populated(len);
+	char *p = bench_map_populated(len);
 	struct ibv_mr *mr;
 	uint64_t t0, t;
 

@@ -456,40 +456,28 @@ static double wl_a(int ops)
 	return (double)(bench_ns() - t0) / ops;
 }
 
-static double wl_b(int ops)
+static char *c_region;
+
+/*
+ * b (dontneed false): mmap, touch, watch, munmap a fresh range; c (true):
+ * touch, watch, madvise(DONTNEED) the same range. Then: validity check,
+ * event consumed, unwatch.
+ */
+static double watched_cycle(int ops, bool dontneed)
 {
 	uint64_t t0 = bench_ns();
 	int i;
 
 	for (i = 0; i < ops; i++) {
-		char *p = map_cycle();
+		char *p = dontneed ? c_region : map_cycle();
 		struct bw w;
 
 		touch(p, CYC_LEN);
 		mon_watch(p, CYC_LEN, false, &w);
-		munmap(p, CYC_LEN);
-		if (mon_valid(&w))
-			stale++;
-		if (!mon_consume(&w))
-			lost++;
-		mon_unwatch(&w);
-	}
-	return (double)(bench_ns() - t0) / ops;
-}
-
-static char *c_region;
-
-static double wl_c(int ops)
-{
-	uint64_t t0 = bench_ns();
-	int i;
-
-	for (i = 0; i < ops; i++) {
-		struct bw w;
-
-		touch(c_region, CYC_LEN);
-		mon_watch(c_region, CYC_LEN, false, &w);
-		madvise(c_region, CYC_LEN, MADV_DONTNEED);
+		if (dontneed)
+			madvise(p, CYC_LEN, MADV_DONTNEED);
+		else
+			munmap(p, CYC_LEN);
 		if (mon_valid(&w))
 			stale++;
 		if (!mon_consume(&w))
@@ -611,8 +599,9 @@ static int child_main(const char *m)
 			stale = lost = 0;
 			printf("ok");
 			for (j = 0; j < n; j++) {
-				double v = wl == 'a' ? wl_a(a) : wl == 'b' ? wl_b(a) :
-					   wl == 'c' ? wl_c(a) : wl_d(a);
+				double v = wl == 'a' ? wl_a(a) :
+					   wl == 'b' ? watched_cycle(a, false) :
+					   wl == 'c' ? watched_cycle(a, true) : wl_d(a);
 
 				printf(" %.1f", v);
 			}

@@ -39,19 +39,6 @@
 
 static struct rxeu rx;
 
-static void *map_populated(size_t len)
-{
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	size_t i;
-
-	if (p == MAP_FAILED)
-		bench_die("mmap %zu: %s", len, strerror(errno));
-	for (i = 0; i < len; i += 4096)
-		p[i] = (char)i;
-	return p;
-}
-
 static void size_str(char *buf, size_t n, size_t len)
 {
 	if (len >= MiB)
@@ -200,7 +187,7 @@ int main(int argc, char **argv)
 	       "cached/unc", "target cached <= 1 %");
 	for (si = 0; si < nsizes; si++) {
 		size_t len = sizes[si];
-		void *buf = map_populated(len);
+		void *buf = bench_map_populated(len);
 		struct bvec u = { 0 }, h = { 0 }, r = { 0 };
 		struct bstat su, sh, sr;
 		struct regwatch_cache_entry *e;
@@ -251,7 +238,7 @@ int main(int argc, char **argv)
 	       "cached/prereg", "uncached/cached", "guest msg/s prereg, unc, cached (emulated)");
 	for (si = 0; si < nwsizes; si++) {
 		size_t len = wsizes[si];
-		void *src = map_populated(len), *dbuf = map_populated(len);
+		void *src = bench_map_populated(len), *dbuf = bench_map_populated(len);
 		struct ibv_mr *dst = ibv_reg_mr(rx.pd, dbuf, len,
 						IBV_ACCESS_LOCAL_WRITE |
 						IBV_ACCESS_REMOTE_WRITE);

@@ -212,6 +212,24 @@ struct result {
 	char note[128];
 };
 
+/*
+ * Add one repetition's figures: per watch, what the n watches took between
+ * s1 (monitor open) and s2 (all watched); the leak, what s3 (all closed)
+ * still holds above s0 (before the open).
+ */
+static void account(struct result *r, long n, const struct snap *s0,
+		    const struct snap *s1, const struct snap *s2,
+		    const struct snap *s3)
+{
+	if (s2->cg_slab >= 0) {
+		bvec_push(&r->cg_slab, (double)(s2->cg_slab - s1->cg_slab) / n);
+		bvec_push(&r->cg_kernel, (double)(s2->cg_kernel - s1->cg_kernel) / n);
+		bvec_push(&r->leak, (double)(s3->cg_kernel - s0->cg_kernel));
+	}
+	bvec_push(&r->sunrec, (double)(s2->sunreclaim - s1->sunreclaim) / n);
+	top_slabs(s1, s2, n, r->top, sizeof(r->top));
+}
+
 static int run_regwatch(int v, long n, struct result *r)
 {
 	struct regwatch_options ro = { .max_watches = (unsigned int)n + 16 };
@@ -266,13 +284,7 @@ static int run_regwatch(int v, long n, struct result *r)
 	}
 	regwatch_close(rw);
 	snap(&s3);
-	if (s2.cg_slab >= 0) {
-		bvec_push(&r->cg_slab, (double)(s2.cg_slab - s1.cg_slab) / n);
-		bvec_push(&r->cg_kernel, (double)(s2.cg_kernel - s1.cg_kernel) / n);
-		bvec_push(&r->leak, (double)(s3.cg_kernel - s0.cg_kernel));
-	}
-	bvec_push(&r->sunrec, (double)(s2.sunreclaim - s1.sunreclaim) / n);
-	top_slabs(&s1, &s2, n, r->top, sizeof(r->top));
+	account(r, n, &s0, &s1, &s2, &s3);
 	/* the shared area itself: charged at open */
 	if (s1.cg_kernel >= 0)
 		snprintf(r->note + strlen(r->note), sizeof(r->note) - strlen(r->note),
@@ -314,14 +326,8 @@ static int run_uffd(long n, struct result *r)
 	m->ops->destroy(m, false);
 	munmap(region, 2 * n * PG);
 	snap(&s3);
-	if (s2.cg_slab >= 0) {
-		bvec_push(&r->cg_slab, (double)(s2.cg_slab - s1.cg_slab) / n);
-		bvec_push(&r->cg_kernel, (double)(s2.cg_kernel - s1.cg_kernel) / n);
-		bvec_push(&r->leak, (double)(s3.cg_kernel - s0.cg_kernel));
-	}
-	bvec_push(&r->sunrec, (double)(s2.sunreclaim - s1.sunreclaim) / n);
+	account(r, n, &s0, &s1, &s2, &s3);
 	bvec_push(&r->shared, 0);
-	top_slabs(&s1, &s2, n, r->top, sizeof(r->top));
 	snprintf(r->note, sizeof(r->note), "kernel includes page tables of the "
 		 "populated (zero-page) ranges");
 	free(w);

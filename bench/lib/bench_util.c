@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +113,19 @@ void bvec_free(struct bvec *b)
 {
 	free(b->v);
 	memset(b, 0, sizeof(*b));
+}
+
+char *bench_map_populated(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	size_t i;
+
+	if (p == MAP_FAILED)
+		bench_die("mmap %zu: %s", len, strerror(errno));
+	for (i = 0; i < len; i += 4096)
+		p[i] = (char)(i >> 12 | 1);
+	return p;
 }
 
 void bench_pin_here(void)

@@ -62,6 +62,10 @@ void bvec_push(struct bvec *b, double x);
 struct bstat bvec_stat(struct bvec *b);	/* sorts */
 void bvec_free(struct bvec *b);
 
+/* A private anonymous mapping of len bytes, every page written (populated,
+ * not a shared zero page). Exits on failure. */
+char *bench_map_populated(size_t len);
+
 /* Pin the calling thread to the CPU it runs on (less migration noise). */
 void bench_pin_here(void);
 /* Pin the calling thread to CPU cpu (0 or -errno). */
