@@ -20,7 +20,7 @@ done
 # Order: cheapest first, so a smoke run fails fast.
 NAMES=${*:-"reg_rxe inval_latency mirror_fill watch_memory monitor_overhead"}
 BIN=build/bench/guest
-if [ -n "$QUICK" ]; then TIMEOUT=60; else TIMEOUT=420; fi
+if [ -n "$QUICK" ]; then TIMEOUT=90; else TIMEOUT=600; fi
 mkdir -p "$OUT"
 ran=0 failed=0 bad=""
 for n in $NAMES; do

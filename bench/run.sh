@@ -19,7 +19,7 @@ QUICK=""
 RESULTS=${BENCH_RESULTS:-bench/results}
 mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
-if [ -n "$QUICK" ]; then GUEST_TIMEOUT=240; else GUEST_TIMEOUT=1080; fi
+if [ -n "$QUICK" ]; then GUEST_TIMEOUT=300; else GUEST_TIMEOUT=1200; fi
 # One-shot watches each reserve an event-ring entry: 10^5 of them in one
 # monitor need a ring above the module's default cap (65536).
 MODPARAMS="max_ring_entries=262144"

@@ -74,6 +74,7 @@
 #include <unistd.h>
 
 #include <ucm/api/ucm.h>	/* types only: libucm is dlopen()ed */
+#include <uct/api/version.h>	/* UCX's version, same package */
 
 #include "bench_util.h"
 #include "cache_itree.h"
@@ -725,6 +726,9 @@ static void run_rounds(char wl, int ops, int rounds, int slices,
 	}
 }
 
+/* Median ratios (monitored / plain) of the last row emitted, per mode. */
+static double last_ratio[NMODES];
+
 static void emit(FILE *csv, const char *wl, int k, int ops, struct cell c[NMODES],
 		 bool table_overhead)
 {
@@ -735,6 +739,7 @@ static void emit(FILE *csv, const char *wl, int k, int ops, struct cell c[NMODES
 	for (m = 0; m < NMODES; m++) {
 		s[m] = bvec_stat(&c[m].t);
 		r[m] = bvec_stat(&c[m].ratio);
+		last_ratio[m] = r[m].med;
 	}
 	printf("%-2s %7d |", wl, k);
 	for (m = 1; m < NMODES; m++)
@@ -777,6 +782,7 @@ int main(int argc, char **argv)
 	struct cell c[NMODES];
 	struct bench_opts o;
 	int nk, rounds, slices, kb, i, m, ops_a, ops_b, ops_c, ops_d, bad = 0;
+	double a_last = 0, b_ratio[NMODES] = { 0 };
 	char params[768];
 	FILE *csv;
 
@@ -802,7 +808,7 @@ int main(int argc, char **argv)
 		 "monitor in rotating order, a round's figure = its fastest "
 		 "slice; ops per slice a %d, b %d, c %d, d %d; "
 		 "K other watched 1-page ranges: a %d..%d, b/c/d %d; regwatch "
-		 "other watches %s; UCM: UCX 1.13 libucm dlopen()ed, "
+		 "other watches %s; UCM: UCX " UCT_VERNO_STRING " libucm dlopen()ed, "
 		 "UCM_EVENT_VM_UNMAPPED handler; uffd reader on the workload CPU, uffd-2cpu on the other",
 		 rounds, slices, ops_a, ops_b, ops_c, ops_d, ks[0], ks[nk - 1], kb,
 		 kids[M_REGWATCH].streaming ? "STREAMING (module max_ring_entries "
@@ -823,11 +829,13 @@ int main(int argc, char **argv)
 			reply(m);
 		run_rounds('a', ops_a, rounds, slices, c);
 		emit(csv, "a", ks[i], ops_a, c, false);
+		a_last = last_ratio[M_REGWATCH];
 		if (ks[i] == kb || (i == nk - 1 && kb > ks[i])) {
 			printf("\n%-2s %7s | %-22s| %-22s| %-22s| %-22s| overhead / regwatch's | checks\n",
 			       "wl", "K", "regwatch", "uffd", "uffd-2cpu", "ucm");
 			run_rounds('b', ops_b, rounds, slices, c);
 			emit(csv, "b", ks[i], ops_b, c, true);
+			memcpy(b_ratio, last_ratio, sizeof(b_ratio));
 			run_rounds('c', ops_c, rounds, slices, c);
 			emit(csv, "c", ks[i], ops_c, c, true);
 			run_rounds('d', ops_d, rounds, slices, c);
@@ -860,8 +868,18 @@ int main(int argc, char **argv)
 			bad = 1;
 		}
 	}
-	printf("targets (reported only): (a) regwatch within 1.05x of plain at "
-	       "10^5 watches; (b) regwatch's overhead >= 10x smaller than "
-	       "userfaultfd's: see the rows above\n");
+	/* Targets (issue 6), reported, never failing the run. */
+	printf("\ntargets (reported only):\n");
+	printf("  (a) regwatch within 1.05x of plain at K = %d: %.3fx %s\n",
+	       ks[nk - 1], a_last, a_last <= 1.05 ? "MET" : "NOT MET");
+	for (m = M_UFFD; m <= M_UFFD2; m++) {
+		double rwo = b_ratio[M_REGWATCH] - 1;
+		double f = rwo > 0.005 ? (b_ratio[m] - 1) / rwo : 1e9;
+
+		printf("  (b) regwatch's overhead >= 10x smaller than %s's: "
+		       "regwatch %.3fx, %s %.3fx of plain: %.1fx smaller %s\n",
+		       mode_names[m], b_ratio[M_REGWATCH], mode_names[m],
+		       b_ratio[m], f, f >= 10 ? "MET" : "NOT MET");
+	}
 	return bench_end(csv, &o, "monitor_overhead") | bad;
 }
