@@ -1073,7 +1073,8 @@ int regwatch_cache_create_with_monitor(const struct regwatch_cache_options *opts
 	c->hand = &c->lru;
 	cache_itree_init(&c->tree);
 	pthread_mutex_init(&c->lock, NULL);
-	rc = cache_hash_init(&c->hash, 4096, hash_keep, c, hash_hint);
+	/* 2048 slots of 32 bytes: a 64 KiB table, from the heap */
+	rc = cache_hash_init(&c->hash, 2048, hash_keep, c, hash_hint);
 	if (rc)
 		goto fail_c;
 	c->fork_node.child = on_fork_child;
