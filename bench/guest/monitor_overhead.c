@@ -747,11 +747,15 @@ static void emit(FILE *csv, const char *wl, int k, int ops, struct cell c[NMODES
 	if (table_overhead) {
 		double rwo = r[M_REGWATCH].med - 1;
 
+		/* Within the noise (an overhead <= 0.5 %) a quotient of
+		 * overheads means nothing: say so instead. */
 		for (m = M_UFFD; m < NMODES; m++)
-			if (rwo > 0.005)
-				printf(" %6.1fx", (r[m].med - 1) / rwo);
-			else
+			if (rwo <= 0.005)
 				printf(" %7s", "rw~0");
+			else if (r[m].med - 1 <= 0.005)
+				printf(" %7s", "~0");
+			else
+				printf(" %6.1fx", (r[m].med - 1) / rwo);
 		printf(" |");
 	}
 	printf(" stale");
