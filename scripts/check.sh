@@ -90,7 +90,7 @@ smoke=$log/results/bench-smoke
 mkdir -p "$smoke"
 rc=0
 for b in build/bench/*; do
-	[ -f "$b" ] && [ -x "$b" ] || continue
+	[[ -f $b && -x $b ]] || continue
 	"$b" --quick --out "$smoke" >"$log/bench-$(basename "$b").log" 2>&1 ||
 		{ rc=1; cat "$log/bench-$(basename "$b").log"; }
 done
