@@ -25,7 +25,7 @@ add_cmocka() {
 }
 
 echo "== build"
-make -s all; record "build (module, library, tests)" $?
+make -s all bench-build; record "build (module, library, tests, benchmarks)" $?
 
 echo "== host tests"
 for t in build/tests/host/test_*; do
@@ -67,8 +67,10 @@ record "checkpatch: no errors" $rc
 echo "== guest tests (QEMU, Debian kernel, soft-RoCE)"
 # A scratch disk for the mirror tests' ext4 cases (formatted in the guest).
 rm -f build/vm/scratch.img && mkdir -p build/vm && truncate -s 64M build/vm/scratch.img
+# The guest suite's benchmark smoke writes its CSVs under --results.
+rm -rf "$log/results" && mkdir -p "$log/results"
 tests/vm/run-guest.sh --timeout "${REGWATCH_GUEST_TIMEOUT:-1500}" \
-	--disk build/vm/scratch.img -- \
+	--disk build/vm/scratch.img --results "$log/results" -- \
 	tests/guest/run.sh 2>&1 | tee "$log/guest.log"
 rc=${PIPESTATUS[0]}
 line=$(grep -aE '^(guest: )?[0-9]+ passed, [0-9]+ failed' "$log/guest.log" | tail -n 1)
@@ -80,6 +82,20 @@ if [ -n "$line" ]; then
 else
 	record "guest suite produced a summary" 1
 fi
+
+echo "== benchmark smoke (host benchmarks, plots of host and guest CSVs)"
+# Tiny sizes; fails only if a benchmark or a plot cannot be made, never
+# on a figure. The guest benchmarks ran in the guest suite above.
+smoke=$log/results/bench-smoke
+mkdir -p "$smoke"
+rc=0
+for b in build/bench/*; do
+	[[ -f $b && -x $b ]] || continue
+	"$b" --quick --out "$smoke" >"$log/bench-$(basename "$b").log" 2>&1 ||
+		{ rc=1; cat "$log/bench-$(basename "$b").log"; }
+done
+bench/plot.sh "$smoke" >"$log/bench-plot.log" 2>&1 || { rc=1; cat "$log/bench-plot.log"; }
+record "benchmark smoke: host benchmarks ran, plots of every benchmark made" $rc
 
 echo
 echo "$passed passed, $failed failed"

@@ -7,7 +7,8 @@
  * (cache_itree.c), under the mutex, answers every other covering lookup
  * and is the authoritative index. A slow-path hit adds its request's
  * start to the hash as an alias, so repeated hits inside an entry become
- * fast hits too.
+ * fast hits too. A hash slot also holds the entry's state-word address, so
+ * that a cold hit fetches the entry and its state word at once.
  *
  * Entries are type-stable: they live in slabs freed only with the cache,
  * so a reader holding a stale pointer from the hash can always touch the
@@ -56,7 +57,9 @@
 
 #define MAX_ATTEMPTS	8
 #define SLAB_MIN	64		/* entries in the first slab */
-#define SLAB_MAX	16384		/* ... doubling up to this */
+/* ... doubling up to this: 2 MiB of hot lines, one transparent huge page
+ * (a random hit then seldom misses the TLB) */
+#define SLAB_MAX	32768
 #define HUGE_BYTES	(2UL << 20)
 
 #define likely(x)	__builtin_expect(!!(x), 1)
@@ -420,6 +423,13 @@ static bool hash_keep(void *val, uint64_t key, void *arg)
 	(void)arg;
 	return (entry_flags(e) & ENTRY_INDEXED) && e->start <= key &&
 	       key < e->end;
+}
+
+/* A hit loads the entry's line, then its state word: the hash keeps the
+ * state word's address beside the entry's so that both loads start at once. */
+static const void *hash_hint(void *val)
+{
+	return ((struct regwatch_cache_entry *)val)->state;
 }
 
 /* ---------------------------------------------------------- invalidation */
@@ -840,6 +850,10 @@ int regwatch_cache_get(struct regwatch_cache *c, const void *addr, size_t len,
 		if (key != k)
 			continue;
 		e = __atomic_load_n(&t->slots[i].val, __ATOMIC_ACQUIRE);
+		/* Start both misses of a cold hit together (hints only). */
+		__builtin_prefetch(e, 1);
+		__builtin_prefetch(__atomic_load_n(&t->slots[i].next,
+						   __ATOMIC_RELAXED));
 		if (e && (void *)e != CACHE_HASH_TOMB &&
 		    likely(try_get(c, e, start, end, access, 0))) {
 			*out = e;
@@ -1090,7 +1104,8 @@ int regwatch_cache_create_with_monitor(const struct regwatch_cache_options *opts
 	c->hand = &c->lru;
 	cache_itree_init(&c->tree);
 	pthread_mutex_init(&c->lock, NULL);
-	rc = cache_hash_init(&c->hash, 4096, hash_keep, c);
+	/* 2048 slots of 32 bytes: a 64 KiB table, from the heap */
+	rc = cache_hash_init(&c->hash, 2048, hash_keep, c, hash_hint);
 	if (rc)
 		goto fail_c;
 	c->fork_node.child = on_fork_child;

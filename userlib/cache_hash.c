@@ -43,12 +43,13 @@ static struct cache_hash_table *table_new(size_t slots)
 }
 
 int cache_hash_init(struct cache_hash *h, size_t slots, cache_hash_keep_fn keep,
-		    void *keep_arg)
+		    void *keep_arg, cache_hash_hint_fn hint)
 {
 	if (slots < MIN_SLOTS)
 		slots = MIN_SLOTS;
 	h->keep = keep;
 	h->keep_arg = keep_arg;
+	h->hint = hint;
 	h->real = NULL;
 	h->tbl = table_new(slots);
 	return h->tbl ? 0 : -ENOMEM;
@@ -75,15 +76,29 @@ void cache_hash_poison(struct cache_hash *h)
 	__atomic_store_n(&h->tbl, &poison_table.t, __ATOMIC_RELEASE);
 }
 
-static void slot_store(struct cache_hash_slot *s, uint64_t key, void *val)
+static const void *hint_of(const struct cache_hash *h, void *val)
+{
+	return h->hint && val && val != CACHE_HASH_TOMB ? h->hint(val) : NULL;
+}
+
+/* Set a slot's val and next (a lone hint: no ordering with val needed). */
+static void slot_set_val(struct cache_hash_slot *s, void *val, const void *next)
+{
+	__atomic_store_n(&s->next, next, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->val, val, __ATOMIC_RELEASE);
+}
+
+static void slot_store(struct cache_hash_slot *s, uint64_t key, void *val,
+		       const void *next)
 {
 	/* val first: a reader that sees the key sees a valid hint or NULL */
-	__atomic_store_n(&s->val, val, __ATOMIC_RELEASE);
+	slot_set_val(s, val, next);
 	__atomic_store_n(&s->key, key, __ATOMIC_RELEASE);
 }
 
 /* Plain insert into a table being built (no readers, no duplicates). */
-static void put_fresh(struct cache_hash_table *t, uint64_t k, void *val)
+static void put_fresh(struct cache_hash_table *t, uint64_t k, void *val,
+		      const void *next)
 {
 	uint64_t i = cache_hash_slot_of(t, k);
 
@@ -91,6 +106,7 @@ static void put_fresh(struct cache_hash_table *t, uint64_t k, void *val)
 		i = (i + 1) & t->mask;
 	t->slots[i].key = k;
 	t->slots[i].val = val;
+	t->slots[i].next = next;
 	t->used++;
 	t->live++;
 }
@@ -116,20 +132,22 @@ static int rebuild(struct cache_hash *h, size_t slots)
 		if (h->keep && !h->keep(s->val, s->key & ~(uint64_t)1,
 					h->keep_arg))
 			continue;
-		put_fresh(t, s->key, s->val);
+		put_fresh(t, s->key, s->val, hint_of(h, s->val));
 	}
 	if (t->mask == old->mask) {
 		/* In place: readers may miss during the copy, never crash. */
 		for (i = 0; i <= old->mask; i++) {
 			struct cache_hash_slot *s = &old->slots[i];
 
-			if (s->key == t->slots[i].key && s->val == t->slots[i].val)
+			if (s->key == t->slots[i].key && s->val == t->slots[i].val &&
+			    s->next == t->slots[i].next)
 				continue;
 			if (!t->slots[i].key) {
 				__atomic_store_n(&s->key, 0, __ATOMIC_RELEASE);
 				__atomic_store_n(&s->val, NULL, __ATOMIC_RELEASE);
 			} else {
-				slot_store(s, t->slots[i].key, t->slots[i].val);
+				slot_store(s, t->slots[i].key, t->slots[i].val,
+					   t->slots[i].next);
 			}
 		}
 		old->used = t->used;
@@ -182,16 +200,16 @@ int cache_hash_insert(struct cache_hash *h, uint64_t key, void *val)
 			if (!s->val || s->val == CACHE_HASH_TOMB) {
 				t->live++;
 			}
-			__atomic_store_n(&s->val, val, __ATOMIC_RELEASE);
+			slot_set_val(s, val, hint_of(h, val));
 			return 0;
 		}
 		if (!tomb && (!s->val || s->val == CACHE_HASH_TOMB))
 			tomb = s;
 	}
 	if (tomb) {
-		slot_store(tomb, k, val);	/* reuses a tombstone */
+		slot_store(tomb, k, val, hint_of(h, val));	/* reuses a tombstone */
 	} else {
-		slot_store(&t->slots[i], k, val);
+		slot_store(&t->slots[i], k, val, hint_of(h, val));
 		t->used++;
 	}
 	t->live++;

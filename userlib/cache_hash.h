@@ -26,6 +26,12 @@
 struct cache_hash_slot {
 	uint64_t key;		/* key | 1; 0: empty */
 	void *val;		/* object, CACHE_HASH_TOMB, or NULL */
+	/* An address the reader will load after val's object (the caller's
+	 * hint(val)): read with the slot, it lets the reader prefetch both
+	 * lines at once instead of one after the other. Maybe stale: only
+	 * ever prefetched, never dereferenced. */
+	const void *next;
+	uint64_t pad;		/* two slots per cache line */
 };
 
 struct cache_hash_table {
@@ -42,12 +48,15 @@ struct cache_hash_table {
  * the slot (a stale alias).
  */
 typedef bool (*cache_hash_keep_fn)(void *val, uint64_t key, void *arg);
+/* hint(val): the address stored as the slot's `next` (NULL: none). */
+typedef const void *(*cache_hash_hint_fn)(void *val);
 
 struct cache_hash {
 	struct cache_hash_table *tbl;	/* read with acquire by readers */
 	struct cache_hash_table *real;	/* the tables while poisoned */
 	cache_hash_keep_fn keep;
 	void *keep_arg;
+	cache_hash_hint_fn hint;
 };
 
 static inline uint64_t cache_hash_slot_of(const struct cache_hash_table *t,
@@ -63,7 +72,7 @@ static inline struct cache_hash_table *cache_hash_table(struct cache_hash *h)
 }
 
 int cache_hash_init(struct cache_hash *h, size_t slots, cache_hash_keep_fn keep,
-		    void *keep_arg);
+		    void *keep_arg, cache_hash_hint_fn hint);
 void cache_hash_fini(struct cache_hash *h);
 
 /*

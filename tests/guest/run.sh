@@ -7,10 +7,13 @@
 # 2. "Bite" checks: reruns a binary with a test-only module parameter that
 #    breaks the module on purpose, and checks that exactly the expected
 #    test cases fail. Each check counts as one passed or failed check.
-# 3. Prints one line "N passed, N failed"; exits non-zero if any failed.
+# 3. Benchmark smoke: every guest benchmark at tiny sizes (one check).
+# 4. Reloads the module (test_lifecycle --reload).
+# 5. Prints one line "N passed, N failed"; exits non-zero if any failed.
 #
 # Environment: GUEST_TEST_TIMEOUT (seconds per binary run, default 300),
-# GUEST_TESTS (space-separated binary names to run in step 1, default all).
+# GUEST_TESTS (space-separated binary names to run in step 1, default all),
+# GUEST_BENCH_SMOKE (step 3: 1 or 0; default 1 unless GUEST_TESTS is set).
 set -u
 
 cd "$(dirname "$0")/../.." || exit 2
@@ -249,7 +252,28 @@ while IFS=: read -r name settings expected args; do
 	bite_check "$name" "$settings" "$expected" "$args"
 done <<<"$BITE_CHECKS"
 
-# ---- 3. unload and reload ----------------------------------------------
+# ---- 3. benchmark smoke ------------------------------------------------
+
+# Every guest benchmark at tiny sizes (bench/guest-run.sh --quick), so that
+# none can rot; one check, which fails only if a benchmark fails to run,
+# never on a figure. Its CSVs go to /results/bench-smoke (the host's
+# run-guest.sh --results directory: scripts/check.sh plots them).
+# GUEST_BENCH_SMOKE=1/0 forces it on/off; by default it runs with the full
+# suite, not with a GUEST_TESTS subset.
+if [ "${GUEST_BENCH_SMOKE:-$([ -z "${GUEST_TESTS:-}" ] && echo 1 || echo 0)}" = 1 ]; then
+	echo "== benchmark smoke (bench/guest-run.sh --quick)"
+	if [ ! -x build/bench/guest/reg_rxe ]; then
+		fail "benchmark smoke: guest benchmarks not built (make bench-build)"
+	elif bench/guest-run.sh --quick --out /results/bench-smoke >"$LOGS/bench.log" 2>&1; then
+		grep '^bench-guest:' "$LOGS/bench.log"
+		pass "benchmark smoke: every guest benchmark ran"
+	else
+		cat "$LOGS/bench.log"
+		fail "benchmark smoke: a guest benchmark failed to run"
+	fi
+fi
+
+# ---- 4. unload and reload ----------------------------------------------
 
 # Last, as it replaces the module: rmmod is refused while a monitor is
 # open, succeeds once none is, and the module comes back with the same

@@ -109,6 +109,8 @@ static void test_itree_model(void **state)
 	}
 }
 
+static const void *last_next;	/* the slot's prefetch hint, by lookup() */
+
 /* The reader side, as the cache's hit path walks it. */
 static void *lookup(struct cache_hash *h, uint64_t key)
 {
@@ -124,6 +126,7 @@ static void *lookup(struct cache_hash *h, uint64_t key)
 		if (t->slots[i].key != k)
 			continue;
 		v = t->slots[i].val;
+		last_next = t->slots[i].next;
 		if (v && v != CACHE_HASH_TOMB)
 			return v;
 	}
@@ -139,6 +142,24 @@ static bool keep_fn(void *val, uint64_t key, void *arg)
 	return !stale[(int *)val - vals];
 }
 
+static char hints[20000];
+
+/* The address a reader of val would load next (the cache: its state word). */
+static const void *hint_fn(void *val)
+{
+	return &hints[(int *)val - vals];
+}
+
+/* lookup(), and the slot's hint must be val's. */
+static void *lookup_hinted(struct cache_hash *h, uint64_t key)
+{
+	void *v = lookup(h, key);
+
+	if (v)
+		assert_ptr_equal(last_next, hint_fn(v));
+	return v;
+}
+
 static void test_hash(void **state)
 {
 	struct cache_hash h;
@@ -146,24 +167,24 @@ static void test_hash(void **state)
 	int i;
 
 	(void)state;
-	assert_int_equal(cache_hash_init(&h, 16, keep_fn, NULL), 0);
+	assert_int_equal(cache_hash_init(&h, 16, keep_fn, NULL, hint_fn), 0);
 	first = cache_hash_table(&h);
 	assert_int_equal(first->mask + 1, 1024);	/* minimum size */
 	for (i = 0; i < 100; i++)
 		assert_int_equal(cache_hash_insert(&h, (uint64_t)i << 12, &vals[i]), 0);
 	for (i = 0; i < 100; i++)
-		assert_ptr_equal(lookup(&h, (uint64_t)i << 12), &vals[i]);
-	assert_null(lookup(&h, 5000ULL << 12));
+		assert_ptr_equal(lookup_hinted(&h, (uint64_t)i << 12), &vals[i]);
+	assert_null(lookup_hinted(&h, 5000ULL << 12));
 	/* replace, remove (only with the right value), re-insert */
 	assert_int_equal(cache_hash_insert(&h, 7ULL << 12, &vals[1000]), 0);
-	assert_ptr_equal(lookup(&h, 7ULL << 12), &vals[1000]);
+	assert_ptr_equal(lookup_hinted(&h, 7ULL << 12), &vals[1000]);
 	cache_hash_remove(&h, 7ULL << 12, &vals[7]);
-	assert_ptr_equal(lookup(&h, 7ULL << 12), &vals[1000]);
+	assert_ptr_equal(lookup_hinted(&h, 7ULL << 12), &vals[1000]);
 	cache_hash_remove(&h, 7ULL << 12, &vals[1000]);
-	assert_null(lookup(&h, 7ULL << 12));
+	assert_null(lookup_hinted(&h, 7ULL << 12));
 	cache_hash_remove(&h, 9999ULL << 12, &vals[0]);	/* absent */
 	assert_int_equal(cache_hash_insert(&h, 7ULL << 12, &vals[7]), 0);
-	assert_ptr_equal(lookup(&h, 7ULL << 12), &vals[7]);
+	assert_ptr_equal(lookup_hinted(&h, 7ULL << 12), &vals[7]);
 	/* churn: tombstones force in-place rebuilds, same size */
 	for (i = 100; i < 5000; i++) {
 		assert_int_equal(cache_hash_insert(&h, (uint64_t)i << 12, &vals[i]), 0);
@@ -171,14 +192,14 @@ static void test_hash(void **state)
 	}
 	assert_ptr_equal(cache_hash_table(&h), first);
 	for (i = 0; i < 100; i++)
-		assert_ptr_equal(lookup(&h, (uint64_t)i << 12), &vals[i]);
+		assert_ptr_equal(lookup_hinted(&h, (uint64_t)i << 12), &vals[i]);
 	/* stale aliases are dropped by rebuilds */
 	stale[50] = true;
 	for (i = 5000; i < 9000; i++) {
 		assert_int_equal(cache_hash_insert(&h, (uint64_t)i << 12, &vals[i]), 0);
 		cache_hash_remove(&h, (uint64_t)i << 12, &vals[i]);
 	}
-	assert_null(lookup(&h, 50ULL << 12));
+	assert_null(lookup_hinted(&h, 50ULL << 12));
 	stale[50] = false;
 	/* growth: a new table is published, old ones kept until fini */
 	for (i = 10000; i < 12000; i++)
@@ -193,12 +214,12 @@ static void test_hash(void **state)
 		assert_ptr_equal(r, first);
 	}
 	for (i = 10000; i < 12000; i++)
-		assert_ptr_equal(lookup(&h, (uint64_t)i << 12), &vals[i]);
-	assert_ptr_equal(lookup(&h, 3ULL << 12), &vals[3]);
+		assert_ptr_equal(lookup_hinted(&h, (uint64_t)i << 12), &vals[i]);
+	assert_ptr_equal(lookup_hinted(&h, 3ULL << 12), &vals[3]);
 	/* poisoned: every lookup misses, fini still frees everything */
 	cache_hash_poison(&h);
-	assert_null(lookup(&h, 3ULL << 12));
-	assert_null(lookup(&h, 10001ULL << 12));
+	assert_null(lookup_hinted(&h, 3ULL << 12));
+	assert_null(lookup_hinted(&h, 10001ULL << 12));
 	cache_hash_poison(&h);
 	cache_hash_fini(&h);
 	cache_hash_fini(&h);	/* idempotent */
