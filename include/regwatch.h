@@ -11,7 +11,8 @@
  * called from any thread at once (each is one ioctl). regwatch_ref_valid()
  * and regwatch_changed() are lock-free loads, callable anywhere, including
  * signal handlers. regwatch_drain() consumes the event ring: call it from
- * one thread at a time (and not while another thread read(2)s the fd).
+ * one thread at a time (and not while another thread read(2)s the fd);
+ * regwatch_drain_shared() may run in many threads and handlers at once.
  * NULL handles or pointers give -EINVAL (false, 0 or NULL where the
  * function returns no error).
  *
@@ -118,6 +119,25 @@ bool regwatch_changed(struct regwatch *rw, uint64_t *seen);
 typedef int (*regwatch_event_cb)(const struct regwatch_event *ev, void *arg);
 int regwatch_drain(struct regwatch *rw, regwatch_event_cb cb, void *arg);
 
+/*
+ * regwatch_drain() for several concurrent drainers, e.g. the signal
+ * handlers of several threads (see regwatch_set_signal()): lock-free,
+ * async-signal-safe (atomics only, errno untouched), no system call.
+ * It passes events [head, producer) to cb and then moves the shared head
+ * forward (never back), only after its callbacks returned. Guarantee:
+ * when it returns, every event queued before it started has been passed
+ * to a callback, by this call or by another drainer that has finished
+ * with it; two drainers may both pass the same event (duplicates are
+ * harmless for invalidations), none is skipped. An entry whose slot the
+ * kernel may already be reusing is detected and never passed on. A
+ * RESYNC is passed to cb as is. Stop rules and -EPROTO as for
+ * regwatch_drain(); returns the number of events passed to cb. Once any
+ * thread uses it, use only it (not regwatch_drain() or read(2)) on that
+ * monitor.
+ */
+int regwatch_drain_shared(struct regwatch *rw, regwatch_event_cb cb,
+			  void *arg);
+
 /* Events queued and not consumed yet. */
 uint64_t regwatch_pending(const struct regwatch *rw);
 
@@ -129,6 +149,21 @@ int regwatch_fd(const struct regwatch *rw);
 
 /* Signal eventfd efd (-1 to stop) whenever events are queued. */
 int regwatch_set_eventfd(struct regwatch *rw, int efd);
+
+/*
+ * Synchronous delivery (REGWATCH_IOC_SET_SIGNAL in uapi/regwatch.h): when
+ * a thread of this process invalidates watched memory itself (munmap,
+ * mremap, madvise, mmap(MAP_FIXED), brk...), signo is queued to that
+ * thread, so a handler that calls regwatch_drain_shared() runs before the
+ * call returns to its caller. Other contexts (reclaim, other processes,
+ * kernel threads) only get the ring, eventfd and poll. 0 turns it off;
+ * once this returns, no new signal of the old number is sent. Install
+ * the handler (SA_SIGINFO; SA_RESTART advised) before calling this.
+ * While a thread blocks signo, its handler runs only when it unblocks it.
+ * -EINVAL for SIGKILL, SIGSTOP or a number out of range; -EOPNOTSUPP if
+ * the kernel lacks REGWATCH_FEAT_SIGNAL.
+ */
+int regwatch_set_signal(struct regwatch *rw, int signo);
 
 /* Counters of this monitor and of the module (see struct regwatch_stats). */
 int regwatch_stats(struct regwatch *rw, struct regwatch_stats *st);

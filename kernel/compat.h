@@ -31,4 +31,9 @@ static inline void rw_vm_flags_set(struct vm_area_struct *vma,
 #endif
 }
 
+/* 5.12 added io_uring worker threads; before, there were none to skip. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 12, 0)
+#define PF_IO_WORKER	0
+#endif
+
 #endif /* REGWATCH_COMPAT_H */

@@ -6,6 +6,7 @@
  * monitor.c  one open fd: lifecycle, ioctl dispatch, mmap, poll, read
  * ring.c     the shared area: event ring, state words, reservations
  * watch.c    watches: the interval notifier, WATCH / UNWATCH
+ * signal.c   synchronous delivery: SET_SIGNAL, signalling the invalidator
  * mirror.c   mirror mode: a no-pin software DMA device (own locking rules)
  *
  * Locking (see docs/design.md):
@@ -18,6 +19,8 @@
  *                     counters. Taken by the notifier, so nothing under it
  *                     sleeps, allocates or touches user memory.
  *   mon->eventfd      RCU; the notifier signals under rcu_read_lock().
+ *   mon->signo        READ_ONCE in the notifier, under rcu_read_lock() until
+ *                     the signal is sent; SET_SIGNAL waits for a grace period.
  */
 #ifndef REGWATCH_INTERNAL_H
 #define REGWATCH_INTERNAL_H
@@ -43,6 +46,7 @@ extern unsigned int rw_max_watches_limit;
 extern unsigned int rw_max_user_watches;
 extern unsigned int rw_test_ignore_classes;
 extern bool rw_test_skip_watch_sync;
+extern bool rw_test_no_signal;
 
 /* Module-wide counters, for leak checks (main.c). */
 extern atomic64_t rw_nr_monitors;
@@ -78,6 +82,7 @@ struct rw_counters {
 
 struct rw_monitor {
 	struct mm_struct *mm;		/* mmgrab()ed; the only mm served */
+	struct pid *tgid;		/* opener's process: signal targets */
 	struct rw_user *user;
 
 	struct mutex config_lock;
@@ -108,6 +113,8 @@ struct rw_monitor {
 	atomic_t nr_watches;
 
 	struct eventfd_ctx __rcu *eventfd;
+	int signo;			/* SET_SIGNAL; 0: off */
+	atomic64_t signals;		/* signals queued */
 	struct work_struct eventfd_work;	/* when signalling must wait */
 	wait_queue_head_t wq;		/* poll and read */
 	struct mutex read_lock;		/* one read() at a time */
@@ -136,7 +143,7 @@ void rw_ring_unreserve(struct rw_monitor *mon);
 u64 rw_state_arm(struct rw_monitor *mon, u32 slot);
 void rw_state_free(struct rw_monitor *mon, struct rw_watch *w);
 bool rw_ring_fire(struct rw_monitor *mon, struct rw_watch *w, u32 class,
-		  unsigned long start, unsigned long end, bool blockable);
+		  unsigned long start, unsigned long end, u32 flags);
 bool rw_ring_pending(struct rw_monitor *mon);
 void rw_ring_consume(struct rw_monitor *mon, u64 head);
 
@@ -148,6 +155,12 @@ long rw_ioctl_watch(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_unwatch(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_watchv(struct rw_monitor *mon, void __user *arg);
 long rw_ioctl_unwatchv(struct rw_monitor *mon, void __user *arg);
+
+/* signal.c */
+long rw_ioctl_set_signal(struct rw_monitor *mon, void __user *arg);
+int rw_sync_signo(struct rw_monitor *mon,
+		  const struct mmu_notifier_range *range);
+void rw_sync_send(struct rw_monitor *mon, int signo);
 
 /* mirror.c */
 int rw_mirror_init(void);

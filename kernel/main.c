@@ -41,6 +41,10 @@ bool rw_test_skip_watch_sync;
 module_param_named(test_skip_watch_sync, rw_test_skip_watch_sync, bool, 0644);
 MODULE_PARM_DESC(test_skip_watch_sync, "TEST ONLY: WATCH does not wait for running invalidations");
 
+bool rw_test_no_signal;
+module_param_named(test_no_signal, rw_test_no_signal, bool, 0644);
+MODULE_PARM_DESC(test_no_signal, "TEST ONLY: SET_SIGNAL is accepted but no signal is sent");
+
 atomic64_t rw_nr_monitors;
 atomic64_t rw_nr_watches;
 atomic64_t rw_nr_pages;

@@ -7,6 +7,7 @@
  */
 #include <linux/cred.h>
 #include <linux/fs.h>
+#include <linux/pid.h>
 #include <linux/poll.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
@@ -72,6 +73,7 @@ static int rw_open(struct inode *inode, struct file *file)
 	}
 	mon->mm = current->mm;
 	mmgrab(mon->mm);
+	mon->tgid = get_pid(task_tgid(current));
 	mutex_init(&mon->config_lock);
 	mutex_init(&mon->read_lock);
 	spin_lock_init(&mon->ring_lock);
@@ -98,6 +100,7 @@ static int rw_release(struct inode *inode, struct file *file)
 	rw_area_destroy(mon);
 	xa_destroy(&mon->watches);
 	mmdrop(mon->mm);
+	put_pid(mon->tgid);
 	rw_user_put(mon->user);
 	kfree(mon);
 	atomic64_dec(&rw_nr_monitors);
@@ -153,7 +156,7 @@ static long rw_ioctl_config(struct rw_monitor *mon, void __user *arg)
 	cfg.max_watches = watches;
 	cfg.features = REGWATCH_FEAT_ONESHOT | REGWATCH_FEAT_STREAMING |
 		       REGWATCH_FEAT_EVENTFD | REGWATCH_FEAT_BATCH |
-		       REGWATCH_FEAT_READ;
+		       REGWATCH_FEAT_READ | REGWATCH_FEAT_SIGNAL;
 	cfg.shared_offset = RW_OFF_SHARED;
 	cfg.shared_size = (u64)mon->nr_pages << PAGE_SHIFT;
 	cfg.consumer_offset = RW_OFF_CONSUMER;
@@ -233,6 +236,7 @@ static long rw_ioctl_stats(struct rw_monitor *mon, void __user *arg)
 	st.module_watches = atomic64_read(&rw_nr_watches);
 	st.module_pages = atomic64_read(&rw_nr_pages);
 	st.user_watches = atomic_read(&mon->user->watches);
+	st.signals = atomic64_read(&mon->signals);
 	return rw_stats_copy_out(arg, &st, sizeof(st), usize);
 }
 
@@ -266,6 +270,7 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long uarg)
 		case REGWATCH_IOC_WATCHV:
 		case REGWATCH_IOC_UNWATCHV:
 		case REGWATCH_IOC_SET_EVENTFD:
+		case REGWATCH_IOC_SET_SIGNAL:
 			return -EBADFD;
 		}
 		return -ENOTTY;
@@ -281,6 +286,8 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long uarg)
 		return rw_ioctl_unwatchv(mon, arg);
 	case REGWATCH_IOC_SET_EVENTFD:
 		return rw_ioctl_set_eventfd(mon, arg);
+	case REGWATCH_IOC_SET_SIGNAL:
+		return rw_ioctl_set_signal(mon, arg);
 	}
 	return -ENOTTY;
 }

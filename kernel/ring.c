@@ -252,17 +252,17 @@ static void rw_ring_resync(struct rw_monitor *mon)
  * Deliver one invalidation of [start, end) (already clipped) to watch w.
  * Called from the notifier under ring_lock. The state word changes first:
  * it is what a cache checks, and it must change before the invalidating
- * system call returns. Returns true when userspace should be woken.
+ * system call returns. flags: REGWATCH_EVENT_NONBLOCK, _SYNC. Returns true
+ * when userspace should be woken.
  */
 bool rw_ring_fire(struct rw_monitor *mon, struct rw_watch *w, u32 class,
-		  unsigned long start, unsigned long end, bool blockable)
+		  unsigned long start, unsigned long end, u32 flags)
 {
 	bool oneshot = !(w->flags & REGWATCH_WATCH_STREAMING);
 	struct regwatch_event ev = {
 		.type = REGWATCH_EVENT_INVALIDATE,
 		.class = class,
-		.flags = (oneshot ? REGWATCH_EVENT_ONESHOT : 0) |
-			 (blockable ? 0 : REGWATCH_EVENT_NONBLOCK),
+		.flags = (oneshot ? REGWATCH_EVENT_ONESHOT : 0) | flags,
 		.watch_id = w->id,
 		.cookie = w->cookie,
 		.start = start,

@@ -10,6 +10,7 @@
  * notifier never waits for them.
  */
 #include <linux/mm.h>
+#include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -40,7 +41,9 @@ static u32 rw_class_of(enum mmu_notifier_event event)
 /*
  * Never sleeps and never allocates, so the same code serves blockable and
  * non-blockable (OOM reaper) ranges; ring_lock is a spinlock held for a
- * few stores.
+ * few stores. The synchronous signal (signal.c) goes last, once the state
+ * word and the event are visible; the RCU read section lets SET_SIGNAL
+ * wait until no callback can still send an old signal.
  */
 static bool rw_invalidate(struct mmu_interval_notifier *mni,
 			  const struct mmu_notifier_range *range,
@@ -50,7 +53,14 @@ static bool rw_invalidate(struct mmu_interval_notifier *mni,
 	struct rw_monitor *mon = w->mon;
 	bool blockable = mmu_notifier_range_blockable(range);
 	u32 class = rw_class_of(range->event);
-	bool wake = false;
+	bool fired = false, wake = false;
+	u32 flags;
+	int signo;
+
+	rcu_read_lock();
+	signo = rw_sync_signo(mon, range);
+	flags = (blockable ? 0 : REGWATCH_EVENT_NONBLOCK) |
+		(signo ? REGWATCH_EVENT_SYNC : 0);
 
 	spin_lock(&mon->ring_lock);
 	mmu_interval_set_seq(mni, cur_seq);
@@ -58,16 +68,22 @@ static bool rw_invalidate(struct mmu_interval_notifier *mni,
 	if (!blockable)
 		mon->cnt.nonblock++;
 	if (!(class & w->classes) ||
-	    (class & READ_ONCE(rw_test_ignore_classes)))
+	    (class & READ_ONCE(rw_test_ignore_classes))) {
 		mon->cnt.filtered++;
-	else
+	} else {
+		fired = true;
 		wake = rw_ring_fire(mon, w, class,
 				    max(range->start, w->start),
-				    min(range->end, w->end), blockable);
+				    min(range->end, w->end), flags);
+	}
 	spin_unlock(&mon->ring_lock);
 
 	if (wake)
 		rw_notify(mon);
+	/* Also when coalesced: the one-shot event may still be unread. */
+	if (fired && signo)
+		rw_sync_send(mon, signo);
+	rcu_read_unlock();
 	return true;
 }
 

@@ -302,6 +302,72 @@ int regwatch_drain(struct regwatch *rw, regwatch_event_cb cb, void *arg)
 	return ret ? ret : (int)(c - head);
 }
 
+/* true if index a lies after b (indices are free-running, they wrap). */
+static bool rw_after(uint64_t a, uint64_t b)
+{
+	return (int64_t)(a - b) > 0;
+}
+
+/* Move the shared head forward to c, never back (other drainers race). */
+static void rw_head_advance(struct regwatch *rw, uint64_t c)
+{
+	uint64_t cur = __atomic_load_n(&rw->consumer->head, __ATOMIC_RELAXED);
+
+	/* Release: we are done with the entries below c. */
+	while (rw_after(c, cur) &&
+	       !__atomic_compare_exchange_n(&rw->consumer->head, &cur, c, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+}
+
+/*
+ * Several drainers, no lock: each reads [head, producer) on its own. Once
+ * any drainer moves the head past an entry, the kernel may reuse its slot,
+ * and it only does so after reading that head. So an entry is copied
+ * first and trusted only if the head still lies at or before it after the
+ * copy; otherwise another drainer has already passed it to its callback
+ * (heads move only after the callbacks) and we skip to that head.
+ */
+int regwatch_drain_shared(struct regwatch *rw, regwatch_event_cb cb,
+			  void *arg)
+{
+	struct regwatch_event ev;
+	uint64_t prod, head, c;
+	int ret = 0, n = 0;
+
+	if (!rw || !cb)
+		return -EINVAL;
+	/*
+	 * Head first: a drainer moves it only up to a producer value it has
+	 * seen, so the producer we load after it is not behind it.
+	 */
+	c = __atomic_load_n(&rw->consumer->head, __ATOMIC_ACQUIRE);
+	/* Pairs with the kernel's release: entries below prod are written. */
+	prod = __atomic_load_n(&rw->hdr->producer, __ATOMIC_ACQUIRE);
+	if (prod - c > rw->cfg.ring_entries)
+		return -EPROTO;
+	while (rw_after(prod, c)) {
+		ev = rw->ring[c & rw->mask];
+		/* The copy is done before the head is looked at again. */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		head = __atomic_load_n(&rw->consumer->head, __ATOMIC_RELAXED);
+		if (rw_after(head, c)) {
+			c = head;	/* taken care of; the copy may be torn */
+			continue;
+		}
+		ret = cb(&ev, arg);
+		if (ret)
+			break;
+		c++;
+		n++;
+	}
+	/* A positive stop consumes its event; a negative one leaves it. */
+	if (ret > 0)
+		c++;
+	rw_head_advance(rw, c);
+	return ret ? ret : n;
+}
+
 uint64_t regwatch_pending(const struct regwatch *rw)
 {
 	if (!rw)
@@ -315,6 +381,17 @@ int regwatch_set_eventfd(struct regwatch *rw, int efd)
 	struct regwatch_eventfd req = { .fd = efd };
 
 	return rw_ioctl(rw, REGWATCH_IOC_SET_EVENTFD, &req);
+}
+
+int regwatch_set_signal(struct regwatch *rw, int signo)
+{
+	struct regwatch_signal req = { .signo = signo };
+
+	if (!rw)
+		return -EINVAL;
+	if (!(rw->cfg.features & REGWATCH_FEAT_SIGNAL))
+		return -EOPNOTSUPP;
+	return rw_ioctl(rw, REGWATCH_IOC_SET_SIGNAL, &req);
 }
 
 int regwatch_stats(struct regwatch *rw, struct regwatch_stats *st)

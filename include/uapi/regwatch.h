@@ -42,6 +42,7 @@
 #define REGWATCH_FEAT_EVENTFD		(1ULL << 2)
 #define REGWATCH_FEAT_BATCH		(1ULL << 3)
 #define REGWATCH_FEAT_READ		(1ULL << 4)
+#define REGWATCH_FEAT_SIGNAL		(1ULL << 5)
 
 /*
  * Invalidation classes. The kernel's MMU notifier event types map onto
@@ -145,6 +146,8 @@ struct regwatch_consumer {
 #define REGWATCH_EVENT_ONESHOT		(1U << 0)	/* from a one-shot watch */
 #define REGWATCH_EVENT_NONBLOCK		(1U << 1)	/* from a non-blockable
 							 * range (OOM reaper) */
+/* The invalidating thread is signalled (REGWATCH_IOC_SET_SIGNAL). */
+#define REGWATCH_EVENT_SYNC		(1U << 2)
 
 struct regwatch_event {
 	__u32 type;		/* REGWATCH_EVENT_* */
@@ -277,7 +280,38 @@ struct regwatch_stats {
 	__u64 module_watches;		/* live watches, module-wide */
 	__u64 module_pages;		/* shared pages allocated */
 	__u64 user_watches;		/* this user's watches, all monitors */
-	__u64 reserved[8];
+	__u64 signals;			/* signals queued (SET_SIGNAL) */
+	__u64 reserved[7];
+};
+
+/*
+ * REGWATCH_IOC_SET_SIGNAL: synchronous delivery to the invalidating thread.
+ *
+ * With signo != 0, every notifier callback that fires a watch of this
+ * monitor (queues an event, or coalesces into a one-shot event) while
+ * running in a user thread of the process that opened the monitor queues
+ * signo to that thread (thread-directed, si_code SI_KERNEL), after the
+ * state word and the ring entry are written. The handler therefore runs
+ * before the invalidating system call (munmap, mremap, madvise,
+ * mmap(MAP_FIXED), brk, shmdt...) or page fault returns to its caller;
+ * such events carry REGWATCH_EVENT_SYNC. Invalidations from any other
+ * context (kernel threads: reclaim, compaction, KSM, khugepaged, the OOM
+ * reaper; io_uring workers; other processes, including vfork children
+ * that share the mm; the teardown of the mm) are only delivered
+ * asynchronously (ring, eventfd, poll). A signal that is already pending
+ * on the thread is not queued again, and standard signals coalesce: the
+ * handler must drain the whole ring. A blocked signal stays pending until
+ * the thread unblocks it. After SET_SIGNAL returns, no callback sends the
+ * previous signal any more (one already queued stays pending).
+ * Install the handler first: the default action of most signals kills.
+ *
+ * Errors: EINVAL (signo negative, above _NSIG, SIGKILL or SIGSTOP; flags
+ * or reserved set), EBADFD (before CONFIG), EIO (caller not in the mm).
+ */
+struct regwatch_signal {
+	__s32 signo;		/* 0: off */
+	__u32 flags;		/* must be 0 */
+	__u64 reserved[2];	/* must be 0 */
 };
 
 #define REGWATCH_IOC_MAGIC	0xB8
@@ -288,6 +322,7 @@ struct regwatch_stats {
 #define REGWATCH_IOC_UNWATCHV	_IOW(REGWATCH_IOC_MAGIC, 0x04, struct regwatch_batch)
 #define REGWATCH_IOC_SET_EVENTFD _IOW(REGWATCH_IOC_MAGIC, 0x05, struct regwatch_eventfd)
 #define REGWATCH_IOC_STATS	_IOWR(REGWATCH_IOC_MAGIC, 0x06, struct regwatch_stats)
+#define REGWATCH_IOC_SET_SIGNAL	_IOW(REGWATCH_IOC_MAGIC, 0x07, struct regwatch_signal)
 
 /*
  * read(2) on the fd copies whole events out of the ring and consumes them
