@@ -9,8 +9,12 @@
 #    test cases fail. Each check counts as one passed or failed check.
 # 3. Prints one line "N passed, N failed"; exits non-zero if any failed.
 #
+# 3. Runs the MPI checks of tests/mpi/run.sh (Open MPI over UCX on rxe,
+#    with UCX's hooks, with regwatch, and the expected failure).
 # Environment: GUEST_TEST_TIMEOUT (seconds per binary run, default 300),
-# GUEST_TESTS (space-separated binary names to run in step 1, default all).
+# GUEST_TESTS (space-separated binary names to run in step 1, default all),
+# GUEST_MPI (1: run step 3, 0: skip it; default: run it unless GUEST_TESTS
+# picks a subset).
 set -u
 
 cd "$(dirname "$0")/../.." || exit 2
@@ -200,7 +204,21 @@ while IFS=: read -r name settings expected; do
 	bite_check "$name" "$settings" "$expected"
 done <<<"$BITE_CHECKS"
 
-# ---- 3. unload and reload ----------------------------------------------
+# ---- 3. MPI over UCX ---------------------------------------------------
+
+if [ "${GUEST_MPI:-$([ -n "${GUEST_TESTS:-}" ] && echo 0 || echo 1)}" = 1 ]; then
+	tests/mpi/run.sh 2>&1 | tee "$LOGS/mpi.log"
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$LOGS/mpi.log" | tail -n 1)
+	if [ -n "$line" ]; then
+		passed=$((passed + ${line%% passed*}))
+		f=${line#*passed, }
+		failed=$((failed + ${f%% failed}))
+	else
+		fail "tests/mpi/run.sh gave no summary"
+	fi
+fi
+
+# ---- 4. unload and reload ----------------------------------------------
 
 # Last, as it replaces the module: rmmod is refused while a monitor is
 # open, succeeds once none is, and the module comes back with the same

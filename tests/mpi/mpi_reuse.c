@@ -10,8 +10,9 @@
  * Phases (each buffer is `size` bytes, big enough for UCX's zero-copy
  * rendezvous so the registration cache is used):
  *   send     rank 0 sends, rank 1 receives; both buffers are recycled
- *   put      rank 0 MPI_Puts from a recycled buffer into a window that
- *            rank 1 creates over a recycled buffer every iteration
+ *   put      rank 0 MPI_Puts from a recycled buffer into a fixed window
+ *   win      rank 0 MPI_Puts into a window that rank 1 creates over a
+ *            recycled buffer every iteration (osc ucx maps it each time)
  * Recycling methods (-m, rotated per iteration unless one is given):
  *   fixed    munmap + mmap(MAP_FIXED) at the same address
  *   remap    munmap + mmap with a hint; must come back at the same address
@@ -164,39 +165,45 @@ static void phase_send(void)
 }
 
 /*
- * Rank 0 puts from a recycled origin buffer; rank 1 exposes a recycled
- * buffer as a new window each iteration (the window's registration comes
- * from the cache too).
+ * Rank 0 MPI_Puts into rank 1's window. put: the origin buffer is
+ * recycled, the window stays (a stale origin registration sends the old
+ * contents). win: rank 1 recycles its buffer and exposes it as a new
+ * window every iteration, the origin stays (a stale target registration
+ * lets the data land in the old pages).
  */
-static void phase_put(void)
+static void phase_put(int ph, int recycle_origin)
 {
 	uint8_t *buf = map_new(NULL, 0);
-	MPI_Win win;
+	MPI_Win win = MPI_WIN_NULL;
 
 	for (int it = 0; it < iters; it++) {
-		if (it)
+		if (it && (rank == 0) == recycle_origin)
 			recycle(buf, method_of(it));
 		if (rank == 0)
-			fill(buf, 2, it, 0);
+			fill(buf, ph, it, 0);
 		else
 			memset(buf, 0xee, size);
-		MPI_Win_create(buf, rank == 1 ? (MPI_Aint)size : 0, 1,
-			       MPI_INFO_NULL, MPI_COMM_WORLD, &win);
+		if (win == MPI_WIN_NULL)
+			MPI_Win_create(buf, rank == 1 ? (MPI_Aint)size : 0, 1,
+				       MPI_INFO_NULL, MPI_COMM_WORLD, &win);
 		MPI_Win_fence(0, win);
 		if (rank == 0)
 			MPI_Put(buf, (int)size, MPI_BYTE, 1, 0, (int)size,
 				MPI_BYTE, win);
 		MPI_Win_fence(0, win);
 		if (rank == 1)
-			check(buf, 2, it, 0, "put");
-		MPI_Win_free(&win);
+			check(buf, ph, it, 0, recycle_origin ? "put" : "win");
+		if (!recycle_origin)
+			MPI_Win_free(&win);
 	}
+	if (win != MPI_WIN_NULL)
+		MPI_Win_free(&win);
 	munmap(buf, size);
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mpi_reuse [-s size_kib] [-n iterations] [-m fixed|remap|dontneed] [-p send|put|all]\n");
+	fprintf(stderr, "usage: mpi_reuse [-s size_kib] [-n iterations] [-m fixed|remap|dontneed] [-p send|put|win|all]\n");
 	exit(2);
 }
 
@@ -204,7 +211,7 @@ int main(int argc, char **argv)
 {
 	const char *phases = "all";
 	unsigned long long total;
-	int nranks, c, i, any;
+	int nranks, c, i, any, all;
 
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -231,19 +238,22 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
+	all = !strcmp(phases, "all");
 	if (nranks != 2 || !size || iters < 1 ||
-	    (strcmp(phases, "send") && strcmp(phases, "put") &&
-	     strcmp(phases, "all"))) {
+	    (!all && strcmp(phases, "send") && strcmp(phases, "put") &&
+	     strcmp(phases, "win"))) {
 		if (rank == 0)
 			usage();
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
 	size = (size + 4095) & ~(size_t)4095;
 
-	if (strcmp(phases, "put"))
+	if (all || !strcmp(phases, "send"))
 		phase_send();
-	if (strcmp(phases, "send"))
-		phase_put();
+	if (all || !strcmp(phases, "put"))
+		phase_put(2, 1);
+	if (all || !strcmp(phases, "win"))
+		phase_put(3, 0);
 
 	MPI_Allreduce(&stale_bytes, &total, 1, MPI_UNSIGNED_LONG_LONG,
 		      MPI_SUM, MPI_COMM_WORLD);
