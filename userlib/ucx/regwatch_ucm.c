@@ -10,6 +10,8 @@
  *   1. turn UCX's hooks off (UCX_MEM_MALLOC_HOOKS=no,
  *      UCX_MEM_MMAP_HOOK_MODE=none) and exclude Open MPI's memory patcher
  *      (OMPI_MCA_memory=^patcher), so that regwatch is the only source;
+ *      a program linked with libucs has configured UCX before us and is
+ *      started again (execv) with these set, see hooks_off();
  *   2. declare UCM_EVENT_VM_UNMAPPED external: UCX then creates its caches
  *      without installing hooks and relies on ucm_vm_munmap() calls;
  *   3. open a regwatch monitor, watch the whole user address space with
@@ -30,8 +32,10 @@
  *                          stale: shows that a test bites)
  *   REGWATCH_UCM_SIGNAL=n  signal number (default SIGRTMAX - 4)
  *   REGWATCH_UCM_KEEP_HOOKS=1  leave UCX_MEM_* / OMPI_MCA_memory alone
+ *                          (and never restart the program)
  *   REGWATCH_UCM_VERBOSE=1 one line at start and a summary at exit
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -43,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -144,20 +149,61 @@ static void *async_main(void *arg)
 	return NULL;
 }
 
-/* UCX reads UCX_MEM_* when libucs loads; Open MPI reads OMPI_MCA_* in
- * MPI_Init. Both come after this constructor in an Open MPI program (its
- * UCX components are dlopen()ed). A program linked with UCX directly may
- * have parsed them already: tell UCM directly as well. */
-static void hooks_off(void)
+/* Hook settings as UCM sees them: what libucs parsed from UCX_MEM_*. */
+static int ucx_hooks_on(void)
 {
-	ucm_global_config_t opts = ucm_global_opts;
+	return ucm_global_opts.mmap_hook_mode != UCM_MMAP_HOOK_NONE ||
+	       ucm_global_opts.enable_malloc_hooks;
+}
+
+/*
+ * UCX reads UCX_MEM_* in libucs's constructor, which also installs, in
+ * the default "bistro" mode, UCX's mmap hooks at once (UCX 1.13:
+ * ucs_init -> ucm_set_global_opts -> ucm_library_init -> ucm_mmap_init).
+ * Open MPI dlopen()s UCX in MPI_Init, after this constructor: the
+ * variables are in time. A program linked with libucs has had libucs's
+ * constructor run before ours (a preload is initialised after the
+ * program's own libraries): the hooks are in libc already, and they
+ * cannot be taken out. (Telling UCM "mode none" afterwards, with
+ * ucm_set_global_opts(), is worse: UCM then looks up the original mmap
+ * with dlsym, finds libc's patched entry, and every mmap/munmap recurses
+ * until the stack overflows.) So return 1 if the program must start
+ * again with the variables set.
+ */
+static int hooks_off(void)
+{
+	void *ucs;
 
 	setenv("UCX_MEM_MALLOC_HOOKS", "no", 1);
 	setenv("UCX_MEM_MMAP_HOOK_MODE", "none", 1);
 	setenv("OMPI_MCA_memory", "^patcher", 1);
-	opts.enable_malloc_hooks = 0;
-	opts.mmap_hook_mode = UCM_MMAP_HOOK_NONE;
-	ucm_set_global_opts(&opts);
+	ucs = dlopen("libucs.so.0", RTLD_LAZY | RTLD_NOLOAD);
+	if (!ucs)
+		return 0;
+	dlclose(ucs);
+	return ucx_hooks_on();
+}
+
+/* Start the program again, once, with the variables hooks_off() set.
+ * Returns only if that cannot be done. */
+static void restart(char **argv)
+{
+	if (getenv("REGWATCH_UCM_RESTARTED")) {
+		say("UCX configured its hooks again after a restart: keeping them");
+		return;
+	}
+	/* AT_BASE is 0 when the program was started as "ld.so prog": then
+	 * /proc/self/exe is ld.so, which cannot take argv as it is. */
+	if (!argv || !argv[0] || !getauxval(AT_BASE)) {
+		say("cannot restart this program: keeping UCX's hooks");
+		return;
+	}
+	say("UCX was loaded with its hooks on: restarting with them off");
+	setenv("REGWATCH_UCM_RESTARTED", "1", 1);
+	fflush(NULL);
+	execv("/proc/self/exe", argv);
+	unsetenv("REGWATCH_UCM_RESTARTED");
+	say("restart failed (%s): keeping UCX's hooks", strerror(errno));
 }
 
 static int start_async(void)
@@ -224,21 +270,29 @@ static int start(void)
 	return regwatch_set_signal(rw, signo);
 }
 
-__attribute__((constructor)) static void regwatch_ucm_init(void)
+/* glibc passes (argc, argv, envp) to constructors: argv is for restart(). */
+__attribute__((constructor)) static void regwatch_ucm_init(int argc,
+							   char **argv,
+							   char **envp)
 {
 	const char *mode = getenv("REGWATCH_UCM");
 	int ret;
 
+	(void)argc;
+	(void)envp;
 	verbose = getenv("REGWATCH_UCM_VERBOSE") &&
 		  atoi(getenv("REGWATCH_UCM_VERBOSE")) > 0;
 	if (mode && !strcmp(mode, "off"))
 		return;
-	if (!getenv("REGWATCH_UCM_KEEP_HOOKS") ||
-	    !atoi(getenv("REGWATCH_UCM_KEEP_HOOKS")))
-		hooks_off();
+	if ((!getenv("REGWATCH_UCM_KEEP_HOOKS") ||
+	     !atoi(getenv("REGWATCH_UCM_KEEP_HOOKS"))) && hooks_off())
+		restart(argv);
+	/* Whatever happened, the restart marker is not for our children. */
+	unsetenv("REGWATCH_UCM_RESTARTED");
 	if (mode && !strcmp(mode, "declare")) {
 		ucm_set_external_event(UCM_EVENT_VM_UNMAPPED);
-		say("UCX hooks off, VM_UNMAPPED external, nothing delivered (test mode)");
+		say("UCX hooks %s, VM_UNMAPPED external, nothing delivered (test mode)",
+		    ucx_hooks_on() ? "on" : "off");
 		return;
 	}
 	ret = start();
@@ -248,7 +302,8 @@ __attribute__((constructor)) static void regwatch_ucm_init(void)
 			(int)getpid(), strerror(-ret));
 		_exit(127);
 	}
-	say("monitor on, synchronous signal %d, UCX hooks off", signo);
+	say("monitor on, synchronous signal %d, UCX hooks %s", signo,
+	    ucx_hooks_on() ? "on (UCX's too)" : "off");
 }
 
 __attribute__((destructor)) static void regwatch_ucm_fini(void)
