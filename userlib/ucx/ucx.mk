@@ -8,3 +8,9 @@ ucx-bridge: $(LIBREGWATCH_UCM)
 $(LIBREGWATCH_UCM): userlib/ucx/regwatch_ucm.c $(LIBREGWATCH_A) include/regwatch.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -Wl,--no-undefined -Wl,-z,defs -o $@ $< $(LIBREGWATCH_A) -lucm $(LDLIBS)
+
+# The guest test that drives UCX's registration cache directly links
+# libucs/libucm (libucm's references into libucs need -lucs after it) and
+# runs itself under the bridge.
+$(BUILD)/tests/guest/test_ucx_rcache: GUEST_LDLIBS += -lucm -lucs
+$(BUILD)/tests/guest/test_ucx_rcache: | $(LIBREGWATCH_UCM)
