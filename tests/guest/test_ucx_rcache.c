@@ -6,11 +6,11 @@
  * VM_UNMAPPED events: main() starts the program again under the bridge
  * if it is not loaded yet.
  *
- * The "device" behind the cache behaves like a pinning NIC: registering
- * a buffer (MAP_SHARED anonymous) maps a second view of the same pages
- * (mremap with old_size 0), which keeps the old pages after the buffer is
- * unmapped. A stale registration therefore reads the old bytes through
- * its view, exactly as rxe reads old pinned pages.
+ * The "device" behind the cache behaves like a pinning NIC: each buffer
+ * generation is a fresh memfd mapped MAP_SHARED, and registering it maps
+ * a second view of the same file, which keeps the old pages after the
+ * buffer is unmapped. A stale registration therefore reads the old bytes
+ * through its view, exactly as rxe reads old pinned pages.
  *
  * Buffers live far below the area where the kernel places new mappings,
  * so the holes a munmap leaves are never handed to another thread's mmap
@@ -25,6 +25,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,18 +64,24 @@ struct dev_region {
 	char *view;		/* what the device reads: the pages at reg time */
 };
 
+struct slot;
+static int slot_fd(const struct slot *s, uintptr_t start, uintptr_t end);
+
+/* arg: the slot being looked up; its buffer is one file mapped whole. */
 static ucs_status_t dev_reg(void *ctx, ucs_rcache_t *rc, void *arg,
 			    ucs_rcache_region_t *r, uint16_t flags)
 {
 	struct dev_region *d = (struct dev_region *)r;
 	size_t len = r->super.end - r->super.start;
+	int fd = slot_fd(arg, r->super.start, r->super.end);
 	void *v;
 
 	(void)ctx;
 	(void)rc;
-	(void)arg;
 	(void)flags;
-	v = mremap((void *)r->super.start, 0, len, MREMAP_MAYMOVE);
+	if (fd < 0)
+		return UCS_ERR_INVALID_PARAM;
+	v = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
 	if (v == MAP_FAILED)
 		return UCS_ERR_IO_ERROR;
 	d->view = v;
@@ -152,23 +159,41 @@ enum reuse { REUSE_MUNMAP, REUSE_FIXED_OVER };
 
 struct slot {
 	char *p;
+	int fd;			/* this generation's file, -1 if none */
 	unsigned int tag;	/* distinguishes threads in the pattern */
-	unsigned long stale, errors, regs;
+	unsigned long stale, errors;
 };
+
+/* The slot's file, if [start, end) is exactly its buffer. */
+static int slot_fd(const struct slot *s, uintptr_t start, uintptr_t end)
+{
+	if (!s || start != (uintptr_t)s->p || end != start + BUF)
+		return -1;
+	return s->fd;
+}
 
 static unsigned char pattern(const struct slot *s, unsigned long gen)
 {
 	return (unsigned char)(s->tag * 37 + gen * 11 + 1);
 }
 
-/* A fresh shared anonymous buffer at the slot, filled for generation gen. */
+/* A fresh file mapped at the slot, filled for generation gen. */
 static int map_fill(struct slot *s, unsigned long gen)
 {
-	void *p = mmap(s->p, BUF, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	void *p;
 
-	if (p != s->p)
+	s->fd = memfd_create("rcache-test", MFD_CLOEXEC);
+	if (s->fd < 0)
 		return -1;
+	p = MAP_FAILED;
+	if (!ftruncate(s->fd, BUF))
+		p = mmap(s->p, BUF, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, s->fd, 0);
+	if (p != s->p) {
+		close(s->fd);
+		s->fd = -1;
+		return -1;
+	}
 	memset(s->p, pattern(s, gen), BUF);
 	/* The pattern byte repeats every 256 generations: the number does not. */
 	memcpy(s->p, &gen, sizeof(gen));
@@ -181,14 +206,17 @@ static void check(struct slot *s)
 {
 	ucs_rcache_region_t *r;
 
-	if (ucs_rcache_get(rcache, s->p, BUF, PROT_READ | PROT_WRITE, NULL,
+	if (ucs_rcache_get(rcache, s->p, BUF, PROT_READ | PROT_WRITE, s,
 			   &r) != UCS_OK) {
 		s->errors++;
-		return;
+	} else {
+		if (memcmp(((struct dev_region *)r)->view, s->p, BUF))
+			s->stale++;
+		ucs_rcache_region_put(rcache, r);
 	}
-	if (memcmp(((struct dev_region *)r)->view, s->p, BUF))
-		s->stale++;
-	ucs_rcache_region_put(rcache, r);
+	/* The mappings keep the file. */
+	close(s->fd);
+	s->fd = -1;
 }
 
 /* gens generations at one slot: each one is released the given way and
@@ -220,7 +248,7 @@ static void reuse_loop(struct slot *s, enum reuse how, unsigned long gens)
 
 static void run_single(enum reuse how)
 {
-	struct slot s = { .p = area, .tag = 0 };
+	struct slot s = { .p = area, .fd = -1 };
 	unsigned long regs0 = atomic_load(&n_reg), n = iters();
 
 	reuse_loop(&s, how, n);
@@ -267,7 +295,8 @@ static void test_rcache_threads_reuse(void **state)
 
 	(void)state;
 	for (i = 0; i < T; i++) {
-		s[i] = (struct slot){ .p = area + (i + 1) * SLOT, .tag = i + 1 };
+		s[i] = (struct slot){ .p = area + (i + 1) * SLOT, .fd = -1,
+				     .tag = i + 1 };
 		assert_int_equal(pthread_create(&th[i], NULL, reuse_thread,
 						&s[i]), 0);
 	}
@@ -338,7 +367,7 @@ static void test_hooks_off_sync_event(void **state)
 /* Child mode: one reuse loop, a summary line, no cmocka. */
 static int child_reuse(void)
 {
-	struct slot s = { .tag = 0 };
+	struct slot s = { .fd = -1 };
 
 	if (setup(NULL))
 		return 2;

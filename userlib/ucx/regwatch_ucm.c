@@ -64,6 +64,7 @@
 static struct regwatch *rw;
 static int signo;
 static int verbose;
+static int ucx_hooks_kept;	/* UCX installed its hooks and they stay */
 static struct sigaction old_action;
 static pthread_t async_thread;
 
@@ -284,15 +285,21 @@ __attribute__((constructor)) static void regwatch_ucm_init(int argc,
 		  atoi(getenv("REGWATCH_UCM_VERBOSE")) > 0;
 	if (mode && !strcmp(mode, "off"))
 		return;
-	if ((!getenv("REGWATCH_UCM_KEEP_HOOKS") ||
-	     !atoi(getenv("REGWATCH_UCM_KEEP_HOOKS"))) && hooks_off())
-		restart(argv);
+	if (!getenv("REGWATCH_UCM_KEEP_HOOKS") ||
+	    !atoi(getenv("REGWATCH_UCM_KEEP_HOOKS"))) {
+		if (hooks_off()) {
+			restart(argv);
+			ucx_hooks_kept = 1;
+		}
+	} else {
+		ucx_hooks_kept = 1;
+	}
 	/* Whatever happened, the restart marker is not for our children. */
 	unsetenv("REGWATCH_UCM_RESTARTED");
 	if (mode && !strcmp(mode, "declare")) {
 		ucm_set_external_event(UCM_EVENT_VM_UNMAPPED);
 		say("UCX hooks %s, VM_UNMAPPED external, nothing delivered (test mode)",
-		    ucx_hooks_on() ? "on" : "off");
+		    ucx_hooks_kept ? "on" : "off");
 		return;
 	}
 	ret = start();
@@ -303,7 +310,7 @@ __attribute__((constructor)) static void regwatch_ucm_init(int argc,
 		_exit(127);
 	}
 	say("monitor on, synchronous signal %d, UCX hooks %s", signo,
-	    ucx_hooks_on() ? "on (UCX's too)" : "off");
+	    ucx_hooks_kept ? "kept (UCX's too)" : "off");
 }
 
 __attribute__((destructor)) static void regwatch_ucm_fini(void)
