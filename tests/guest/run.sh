@@ -4,6 +4,7 @@
 #
 # 1. Runs every build/tests/guest/test_* binary with a timeout and counts
 #    its cmocka test cases (a crash or timeout counts as a failure).
+#    test_ucx_rcache is also run under ASan/UBSan and valgrind.
 # 2. "Bite" checks: reruns a binary with a test-only module parameter that
 #    breaks the module on purpose, and checks that exactly the expected
 #    test cases fail. Each check counts as one passed or failed check.
@@ -136,6 +137,49 @@ for name in $binaries; do
 	passed=$((passed + p))
 	failed=$((failed + f))
 done
+
+# ---- 1b. the UCX bridge under ASan/UBSan and valgrind ------------------
+
+# test_ucx_rcache again: with the bridge and the test built with ASan/UBSan
+# (scripts/check.sh builds them into build/asan), and under valgrind with
+# UCX's hooks off from the start (valgrind cannot follow the bridge's
+# restart through /proc/self/exe; it also defers signals, so the test
+# skips its synchronous-delivery case there).
+if [[ " $binaries " == *" test_ucx_rcache "* ]]; then
+	if [ -x build/asan/tests/guest/test_ucx_rcache ] &&
+	   [ -f build/asan/libregwatch_ucm.so ]; then
+		echo "== test_ucx_rcache under ASan/UBSan"
+		LD_PRELOAD=$(readlink -f "$(gcc -print-file-name=libasan.so)") \
+		REGWATCH_UCM_LIB=$PWD/build/asan/libregwatch_ucm.so \
+		UCX_RCACHE_TEST_ITERS=300 timeout -k 10 "$TIMEOUT" \
+			build/asan/tests/guest/test_ucx_rcache >"$LOGS/ucx-asan.log" 2>&1
+		rc=$?
+		if [ $rc = 0 ] && grep -q '^\[  PASSED  \] 5 test(s)\.$' "$LOGS/ucx-asan.log"; then
+			pass "UCX bridge and test_ucx_rcache clean under ASan/UBSan"
+		else
+			cat "$LOGS/ucx-asan.log"
+			fail "UCX bridge under ASan/UBSan (rc $rc)"
+		fi
+	else
+		echo "== test_ucx_rcache under ASan/UBSan: build/asan not built (scripts/check.sh builds it), skipped"
+	fi
+	if command -v valgrind >/dev/null; then
+		echo "== test_ucx_rcache under valgrind"
+		UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no \
+		LD_PRELOAD=$PWD/build/libregwatch_ucm.so UCX_RCACHE_TEST_ITERS=20 \
+		timeout -k 10 "$TIMEOUT" valgrind -q --trace-children=yes \
+			--error-exitcode=99 --leak-check=full \
+			--suppressions=userlib/ucx/regwatch_ucm.supp \
+			"$BIN/test_ucx_rcache" >"$LOGS/ucx-vg.log" 2>&1
+		rc=$?
+		if [ $rc = 0 ] && grep -q '^\[  PASSED  \] 4 test(s)\.$' "$LOGS/ucx-vg.log"; then
+			pass "UCX bridge and test_ucx_rcache clean under valgrind"
+		else
+			cat "$LOGS/ucx-vg.log"
+			fail "UCX bridge under valgrind (rc $rc)"
+		fi
+	fi
+fi
 
 # ---- 2. bite checks ---------------------------------------------------
 

@@ -336,10 +336,17 @@ static void on_unmapped(ucm_event_type_t type, ucm_event_t *ev, void *arg)
  */
 static void test_hooks_off_sync_event(void **state)
 {
+	const char *pre = getenv("LD_PRELOAD");
 	char *p = area;
 	int i;
 
 	(void)state;
+	/* valgrind delivers a signal at its next scheduling point, not on
+	 * the return from the system call: run for its memory checks only. */
+	if (pre && strstr(pre, "vgpreload")) {
+		printf("under valgrind: signal delivery is deferred, skipped\n");
+		skip();
+	}
 	assert_int_equal(ucm_global_opts.mmap_hook_mode, UCM_MMAP_HOOK_NONE);
 	assert_false(ucm_global_opts.enable_malloc_hooks);
 	assert_null(getenv("REGWATCH_UCM_RESTARTED"));
