@@ -12,7 +12,7 @@ CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -pthread
 override LDLIBS += -pthread
 
-.PHONY: all module lib tests check check-host check-guest demo deps clean checkpatch
+.PHONY: all module lib tests ucx-bridge mpi-tests check check-host check-guest demo deps clean checkpatch
 
 all: module lib tests
 
@@ -29,8 +29,10 @@ include bench/bench.mk
 include tests/host/host.mk
 include tests/guest/guest.mk
 include examples/examples.mk
+include userlib/ucx/ucx.mk
+include tests/mpi/mpi.mk
 
-tests: host-tests guest-tests examples
+tests: host-tests guest-tests examples ucx-bridge mpi-tests
 
 checkpatch:
 	scripts/checkpatch.sh

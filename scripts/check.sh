@@ -38,7 +38,9 @@ done
 
 echo "== host tests under ASan/UBSan"
 san='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
-make -s BUILD=build/asan CFLAGS="$san" LDLIBS="-pthread -fsanitize=address,undefined" host-tests
+# (and the UCX bridge with its guest test, run under ASan by tests/guest/run.sh)
+make -s BUILD=build/asan CFLAGS="$san" LDLIBS="-pthread -fsanitize=address,undefined" host-tests \
+	build/asan/libregwatch_ucm.so build/asan/tests/guest/test_ucx_rcache
 rc=$?
 for t in build/asan/tests/host/test_*; do
 	[ -x "$t" ] || continue

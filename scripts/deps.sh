@@ -13,12 +13,15 @@ PACKAGES="
 	libcmocka-dev numactl libnuma-dev gcc make
 	gnuplot-nox libucx-dev
 	libfabric-dev libfabric-bin
+	openmpi-bin libopenmpi-dev
 	libc6-dev perl e2fsprogs
 	bc flex bison libelf-dev
 "
 # libc6-dev: only recommended by gcc, so --no-install-recommends skips it.
 # libfabric-dev: the libfabric import monitor (userlib/libfabric/) and its
 # guest test; libfabric-bin: fi_info/fi_pingpong for trying it by hand.
+# openmpi-bin libopenmpi-dev libucx-dev: the MPI tests (tests/mpi/) and the
+# UCX bridge (userlib/ucx/); Debian's Open MPI 4.1.4 over UCX 1.13.
 # perl: checkpatch.pl needs more than the essential perl-base.
 # bc flex bison libelf-dev: building the debug kernel from linux-source-6.1
 # (make check-debug; libelf for objtool).

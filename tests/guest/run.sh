@@ -4,16 +4,20 @@
 #
 # 1. Runs every build/tests/guest/test_* binary with a timeout and counts
 #    its cmocka test cases (a crash or timeout counts as a failure).
+#    test_ucx_rcache is also run under ASan/UBSan and valgrind.
 # 2. "Bite" checks: reruns a binary with a test-only module parameter that
 #    breaks the module on purpose, and checks that exactly the expected
 #    test cases fail. Each check counts as one passed or failed check.
 # 3. Benchmark smoke: every guest benchmark at tiny sizes (one check).
-# 4. Reloads the module (test_lifecycle --reload).
-# 5. Prints one line "N passed, N failed"; exits non-zero if any failed.
+# 4. The MPI checks of tests/mpi/run.sh (Open MPI over UCX on rxe, with
+#    UCX's hooks, with regwatch, and the expected failure).
+# 5. Reloads the module (test_lifecycle --reload).
+# 6. Prints one line "N passed, N failed"; exits non-zero if any failed.
 #
 # Environment: GUEST_TEST_TIMEOUT (seconds per binary run, default 300),
 # GUEST_TESTS (space-separated binary names to run in step 1, default all),
-# GUEST_BENCH_SMOKE (step 3: 1 or 0; default 1 unless GUEST_TESTS is set).
+# GUEST_BENCH_SMOKE (step 3: 1 or 0; default 1 unless GUEST_TESTS is set),
+# GUEST_MPI (step 4: 1 or 0; default 1 unless GUEST_TESTS is set).
 set -u
 
 cd "$(dirname "$0")/../.." || exit 2
@@ -44,6 +48,7 @@ test_events:test_ignore_classes=5:unmap_* exit_*
 test_race:test_skip_watch_sync=Y:test_watch_then_register_race
 test_signal:test_no_signal=Y:sync_*
 test_cache_rxe:test_ignore_classes=1:test_classic_* test_inflight_* test_malloc_free_* test_realloc_* test_random_*
+test_ucx_rcache:test_ignore_classes=1:test_hooks_off_sync_event test_rcache_*
 test_libfabric:@REGWATCH_FI_BITE=1:test_stale_* test_notify_*
 test_libfabric:@REGWATCH_FI_BITE=1,LD_PRELOAD=$PWD/build/libregwatch_fi.so:test_stale_* test_notify_*:--preloaded
 test_libfabric:@REGWATCH_FI_NO_NOTIFY=1:test_notify_*
@@ -179,6 +184,48 @@ while IFS=: read -r name settings args; do
 	count_run "$name (${RUN_ENV[*]} $args)" "$LOGS/$name.variant.log" $?
 	RUN_ENV=()
 done <<<"$VARIANT_RUNS"
+# ---- 1b. the UCX bridge under ASan/UBSan and valgrind ------------------
+
+# test_ucx_rcache again: with the bridge and the test built with ASan/UBSan
+# (scripts/check.sh builds them into build/asan), and under valgrind with
+# UCX's hooks off from the start (valgrind cannot follow the bridge's
+# restart through /proc/self/exe; it also defers signals, so the test
+# skips its synchronous-delivery case there).
+if [[ " $binaries " == *" test_ucx_rcache "* ]]; then
+	if [ -x build/asan/tests/guest/test_ucx_rcache ] &&
+	   [ -f build/asan/libregwatch_ucm.so ]; then
+		echo "== test_ucx_rcache under ASan/UBSan"
+		LD_PRELOAD=$(readlink -f "$(gcc -print-file-name=libasan.so)") \
+		REGWATCH_UCM_LIB=$PWD/build/asan/libregwatch_ucm.so \
+		UCX_RCACHE_TEST_ITERS=300 timeout -k 10 "$TIMEOUT" \
+			build/asan/tests/guest/test_ucx_rcache >"$LOGS/ucx-asan.log" 2>&1
+		rc=$?
+		if [ $rc = 0 ] && grep -q '^\[  PASSED  \] 5 test(s)\.$' "$LOGS/ucx-asan.log"; then
+			pass "UCX bridge and test_ucx_rcache clean under ASan/UBSan"
+		else
+			cat "$LOGS/ucx-asan.log"
+			fail "UCX bridge under ASan/UBSan (rc $rc)"
+		fi
+	else
+		echo "== test_ucx_rcache under ASan/UBSan: build/asan not built (scripts/check.sh builds it), skipped"
+	fi
+	if command -v valgrind >/dev/null; then
+		echo "== test_ucx_rcache under valgrind"
+		UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no \
+		LD_PRELOAD=$PWD/build/libregwatch_ucm.so UCX_RCACHE_TEST_ITERS=20 \
+		timeout -k 10 "$TIMEOUT" valgrind -q --trace-children=yes \
+			--error-exitcode=99 --leak-check=full \
+			--suppressions=userlib/ucx/regwatch_ucm.supp \
+			"$BIN/test_ucx_rcache" >"$LOGS/ucx-vg.log" 2>&1
+		rc=$?
+		if [ $rc = 0 ] && grep -q '^\[  PASSED  \] 4 test(s)\.$' "$LOGS/ucx-vg.log"; then
+			pass "UCX bridge and test_ucx_rcache clean under valgrind"
+		else
+			cat "$LOGS/ucx-vg.log"
+			fail "UCX bridge under valgrind (rc $rc)"
+		fi
+	fi
+fi
 
 # ---- 2. bite checks ---------------------------------------------------
 
@@ -273,7 +320,21 @@ if [ "${GUEST_BENCH_SMOKE:-$([ -z "${GUEST_TESTS:-}" ] && echo 1 || echo 0)}" = 
 	fi
 fi
 
-# ---- 4. unload and reload ----------------------------------------------
+# ---- 4. MPI over UCX ---------------------------------------------------
+
+if [ "${GUEST_MPI:-$([ -n "${GUEST_TESTS:-}" ] && echo 0 || echo 1)}" = 1 ]; then
+	tests/mpi/run.sh 2>&1 | tee "$LOGS/mpi.log"
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$LOGS/mpi.log" | tail -n 1)
+	if [ -n "$line" ]; then
+		passed=$((passed + ${line%% passed*}))
+		f=${line#*passed, }
+		failed=$((failed + ${f%% failed}))
+	else
+		fail "tests/mpi/run.sh gave no summary"
+	fi
+fi
+
+# ---- 5. unload and reload ----------------------------------------------
 
 # Last, as it replaces the module: rmmod is refused while a monitor is
 # open, succeeds once none is, and the module comes back with the same
