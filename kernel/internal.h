@@ -48,6 +48,8 @@ extern bool rw_test_skip_watch_sync;
 extern atomic64_t rw_nr_monitors;
 extern atomic64_t rw_nr_watches;
 extern atomic64_t rw_nr_pages;
+/* Non-blockable (OOM reaper) invalidations handled, module-wide: debugfs. */
+extern atomic64_t rw_nr_nonblock;
 
 /* Watches per user, over all monitors (main.c). */
 struct rw_user {
