@@ -1,5 +1,6 @@
 # regwatch: top-level build. `make` builds the module, the library and the
-# tests; `make check` runs host then guest tests; `make demo` runs the demo.
+# tests; `make check` runs host then guest tests; `make demo` runs the demo;
+# `make check-debug` runs the guest tests on a KASAN/lockdep/kmemleak kernel.
 # Each area keeps its rules in its own fragment (*.mk) included below.
 
 KVER ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
@@ -28,6 +29,8 @@ include bench/bench.mk
 include tests/host/host.mk
 include tests/guest/guest.mk
 include examples/examples.mk
+include tests/vm/debug.mk
+include tests/fuzz/fuzz.mk
 
 tests: host-tests guest-tests examples
 
