@@ -32,7 +32,7 @@ include examples/examples.mk
 include tests/vm/debug.mk
 include tests/fuzz/fuzz.mk
 
-tests: host-tests guest-tests examples
+tests: host-tests guest-tests examples fuzz-bins
 
 checkpatch:
 	scripts/checkpatch.sh

@@ -4,14 +4,14 @@
 # make check-debug     build the debug kernel (kernel/debug.config over
 #                      Debian's linux-source-6.1, cached in build/debug/linux)
 #                      and regwatch.ko against it (build/debug/module), run
-#                      the guest suite on it; any KASAN, lockdep, UBSAN,
-#                      KFENCE, kmemleak report or WARN fails. Ends with
-#                      "N passed, N failed".
+#                      the guest suite, the bite module and fault injection
+#                      on it; any KASAN, lockdep, UBSAN, KFENCE, kmemleak
+#                      report or WARN fails. Ends with "N passed, N failed".
 # make debug-kernel    only build the debug kernel and the module.
-# make check-debug-bite  prove that the debug pass fails on each kind of
-#                      report (a test module that leaks, overflows, ...).
-# make fault-inject    fault injection (failslab, fail_page_alloc) over guest
-#                      tests, in the debug guest (scripts/fault-inject.sh).
+# make check-debug-bite  only the proof that the debug pass fails on each
+#                      kind of report (a test module that leaks, overflows...).
+# make fault-inject    only fault injection (failslab, fail_page_alloc) over
+#                      guest tests, in the debug guest (scripts/fault-inject.sh).
 
 .PHONY: check-debug debug-kernel check-debug-bite fault-inject
 
