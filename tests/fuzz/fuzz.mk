@@ -4,7 +4,8 @@
 #
 # make fuzz-bins    build/tests/fuzz/fuzz_regwatch and oom_test
 # make fuzz         the long fuzzer run in a guest (FUZZ_ITERATIONS calls,
-#                   default 10^6; FUZZ_THREADS, REGWATCH_SEED to replay)
+#                   default 10^6; FUZZ_SECONDS stops it earlier, default 0:
+#                   no limit; FUZZ_THREADS, REGWATCH_SEED to replay)
 # make soak         SOAK_SECONDS (default 300) of concurrent load in a guest,
 #                   counters and a clean rmmod checked at the end
 # make oom-test     the OOM-reaper test in a guest
@@ -20,6 +21,7 @@ OOM_BIN := $(BUILD)/tests/fuzz/oom_test
 
 FUZZ_ITERATIONS ?= 1000000
 FUZZ_THREADS ?= 4
+FUZZ_SECONDS ?= 0
 FUZZ_TIMEOUT ?= 14400
 SOAK_SECONDS ?= 300
 
@@ -37,7 +39,7 @@ $(OOM_BIN): tests/fuzz/oom_test.c $(LIBREGWATCH_A)
 
 fuzz: module fuzz-bins
 	tests/fuzz/guest.sh --name fuzz --timeout $(FUZZ_TIMEOUT) -- \
-		$(FUZZ_BIN) --iterations $(FUZZ_ITERATIONS) \
+		$(FUZZ_BIN) --iterations $(FUZZ_ITERATIONS) --seconds $(FUZZ_SECONDS) \
 		--threads $(FUZZ_THREADS) --check-module
 
 soak: module fuzz-bins guest-tests
