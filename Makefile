@@ -1,5 +1,6 @@
 # regwatch: top-level build. `make` builds the module, the library and the
-# tests; `make check` runs host then guest tests; `make demo` runs the demo.
+# tests; `make check` runs host then guest tests; `make demo` runs the demo;
+# `make check-debug` runs the guest tests on a KASAN/lockdep/kmemleak kernel.
 # Each area keeps its rules in its own fragment (*.mk) included below.
 
 KVER ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
@@ -31,8 +32,10 @@ include tests/guest/guest.mk
 include examples/examples.mk
 include userlib/ucx/ucx.mk
 include tests/mpi/mpi.mk
+include tests/vm/debug.mk
+include tests/fuzz/fuzz.mk
 
-tests: host-tests guest-tests examples ucx-bridge mpi-tests
+tests: host-tests guest-tests examples ucx-bridge mpi-tests fuzz-bins
 
 checkpatch:
 	scripts/checkpatch.sh

@@ -52,6 +52,8 @@ extern bool rw_test_no_signal;
 extern atomic64_t rw_nr_monitors;
 extern atomic64_t rw_nr_watches;
 extern atomic64_t rw_nr_pages;
+/* Non-blockable (OOM reaper) invalidations handled, module-wide: debugfs. */
+extern atomic64_t rw_nr_nonblock;
 
 /* Watches per user, over all monitors (main.c). */
 struct rw_user {

@@ -48,6 +48,7 @@ MODULE_PARM_DESC(test_no_signal, "TEST ONLY: SET_SIGNAL is accepted but no signa
 atomic64_t rw_nr_monitors;
 atomic64_t rw_nr_watches;
 atomic64_t rw_nr_pages;
+atomic64_t rw_nr_nonblock;
 
 static LIST_HEAD(rw_users);
 static DEFINE_SPINLOCK(rw_users_lock);
@@ -132,6 +133,7 @@ static int rw_debugfs_show(struct seq_file *m, void *unused)
 	seq_printf(m, "monitors %lld\n", atomic64_read(&rw_nr_monitors));
 	seq_printf(m, "watches %lld\n", atomic64_read(&rw_nr_watches));
 	seq_printf(m, "pages %lld\n", atomic64_read(&rw_nr_pages));
+	seq_printf(m, "nonblock %lld\n", atomic64_read(&rw_nr_nonblock));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(rw_debugfs);

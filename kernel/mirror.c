@@ -139,6 +139,8 @@ static bool rw_mirror_invalidate(struct mmu_interval_notifier *mni,
 	}
 	if (touched)
 		m->cnt.invalidations++;
+	if (!blockable)
+		atomic64_inc(&rw_nr_nonblock);
 	mutex_unlock(&m->pt_lock);
 	if (blockable && atomic_dec_and_test(&m->inval_pending))
 		wake_up_var(&m->inval_pending);

@@ -65,8 +65,10 @@ static bool rw_invalidate(struct mmu_interval_notifier *mni,
 	spin_lock(&mon->ring_lock);
 	mmu_interval_set_seq(mni, cur_seq);
 	mon->cnt.invalidations++;
-	if (!blockable)
+	if (!blockable) {
 		mon->cnt.nonblock++;
+		atomic64_inc(&rw_nr_nonblock);
+	}
 	if (!(class & w->classes) ||
 	    (class & READ_ONCE(rw_test_ignore_classes))) {
 		mon->cnt.filtered++;

@@ -3,9 +3,11 @@
 # root from the repository directory, and exit with its status.
 #
 # Usage: tests/vm/run-guest.sh [--timeout SEC] [--results DIR] [--mem MB]
-#          [--kernel BZIMAGE] [--moddir DIR] [--disk IMG]
+#          [--kernel BZIMAGE] [--moddir DIR] [--append ARGS] [--disk IMG]
 #          [--env NAME=VALUE ...] -- command [args...]
 #
+# --append adds kernel command-line arguments (the debug kernel's come from
+# scripts/build-debug-kernel.sh --print-vars).
 # Exit status: the command's; 124 if the wall-clock timeout hit; 125 if the
 # guest gave no status (crash, setup failure); at least 1 if the guest
 # kernel logged a BUG/WARNING/lockdep/KASAN... report or an unexpected taint.
@@ -17,7 +19,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 VMDIR=$REPO/build/vm
 KVER=$(ls -1 /lib/modules | sort -V | tail -n 1)
 TIMEOUT=900 RESULTS="" MEM=2048 KERNEL=/boot/vmlinuz-$KVER MODDIR=/lib/modules/$KVER
-DISK="" ENVS=()
+DISK="" ENVS=() APPEND=""
 
 usage() {
 	sed -n '5,7p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--mem) MEM=$2; shift 2 ;;
 	--kernel) KERNEL=$2; shift 2 ;;
 	--moddir) MODDIR=$2; shift 2 ;;
+	--append) APPEND=$2; shift 2 ;;
 	--disk) DISK=$2; shift 2 ;;
 	--env)
 		[[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "run-guest: bad --env '$2'" >&2; exit 2; }
@@ -42,7 +45,11 @@ done
 [[ $TIMEOUT =~ ^[0-9]+$ && $MEM =~ ^[0-9]+$ ]] || usage
 [ -r "$KERNEL" ] || { echo "run-guest: no kernel $KERNEL" >&2; exit 2; }
 
-"$REPO/tests/vm/mkinitramfs.sh" --moddir "$MODDIR"
+# One initramfs per module tree: a Debian-kernel run and a --moddir run
+# (debug kernel) at the same time must not replace each other's image.
+INITRD=$VMDIR/initramfs.cpio.gz
+[ "$MODDIR" = "/lib/modules/$KVER" ] || INITRD=$VMDIR/initramfs-$(basename "$MODDIR").cpio.gz
+"$REPO/tests/vm/mkinitramfs.sh" --moddir "$MODDIR" --out "$INITRD"
 
 # Per-run state directory, shared read-write with the guest as "vmstate":
 # the job goes in, the status and kernel log come out.
@@ -87,8 +94,8 @@ qemu=(qemu-system-x86_64
 	-object "memory-backend-ram,id=m1,size=$((MEM - half))M"
 	-numa node,nodeid=0,cpus=0,memdev=m0
 	-numa node,nodeid=1,cpus=1,memdev=m1
-	-kernel "$KERNEL" -initrd "$VMDIR/initramfs.cpio.gz"
-	-append "console=ttyS0 quiet loglevel=4 panic=-1 regwatch_init=$REPO/tests/vm/guest-init.sh"
+	-kernel "$KERNEL" -initrd "$INITRD"
+	-append "console=ttyS0 quiet loglevel=4 panic=-1 regwatch_init=$REPO/tests/vm/guest-init.sh${APPEND:+ $APPEND}"
 	# Headless, console on stdio. Not -nographic: that makes SeaBIOS echo
 	# itself and terminal resets (ESC c, no-wrap) onto the serial line.
 	-display none -vga none -serial stdio -monitor none

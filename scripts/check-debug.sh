@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# make check-debug: build the debug kernel (KASAN, lockdep, kmemleak, UBSAN,
+# DEBUG_VM, fault injection) and regwatch.ko against it, then, each in its
+# own boot of it in QEMU:
+#   1. the guest suite (tests/vm/debug-suite.sh wraps tests/guest/run.sh
+#      with the kmemleak / counter / unload checks);
+#   2. the proof that such a run fails on each kind of report
+#      (scripts/check-debug-bite.sh, a module that makes one of each);
+#   3. fault injection over the module's allocations
+#      (scripts/fault-inject.sh).
+# Any KASAN, lockdep, UBSAN, KFENCE, kmemleak report or WARN in the guest
+# kernel log fails the run (tests/vm/guest-init.sh). Ends with one line
+# "N passed, N failed" over all three.
+#
+# Environment: REGWATCH_DEBUG_TIMEOUT (wall-clock seconds for the guest,
+# default 5400), REGWATCH_DEBUG_TEST_TIMEOUT (seconds per test binary in
+# the guest, default 1500), REGWATCH_DEBUG_GUEST_TESTS (test binaries to
+# run, default all), REGWATCH_DEBUG_FUZZ_CALLS (fuzzer smoke calls; by
+# default only with all tests), REGWATCH_DEBUG_BITES=0 (skip tests/guest/run.sh's
+# bite reruns, which prove the tests, not the kernel: CI has run them in
+# `make check` already).
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+log=build/check-debug
+mkdir -p "$log"
+t_all=$SECONDS
+
+record() {
+	if [ "$2" = 0 ]; then
+		passed=$((passed + 1)); echo "check-debug: PASS $1"
+	else
+		failed=$((failed + 1)); echo "check-debug: FAIL $1"
+	fi
+}
+summary() {
+	echo "check-debug: total $((SECONDS - t_all))s"
+	echo
+	echo "$passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit
+}
+
+echo "== build: debug kernel, regwatch.ko against it, guest tests"
+t=$SECONDS
+scripts/build-debug-kernel.sh 2>&1 | tee "$log/build.log"
+rc=${PIPESTATUS[0]}
+echo "check-debug: debug kernel + module: $((SECONDS - t))s"
+record "build the debug kernel and the module against it" "$rc"
+[ "$rc" = 0 ] || summary
+make -s lib guest-tests fuzz-bins; rc=$?
+record "build the guest tests" $rc
+[ "$rc" = 0 ] || summary
+eval "$(scripts/build-debug-kernel.sh --print-vars)"
+
+echo "== guest tests on the debug kernel (QEMU TCG; boot and setup take 1-2 min, the suite 15-20)"
+# test_cache_rxe's random differential test needs 100 verified transfers
+# within its time budget: 45 s gave 57 on this kernel (KASAN and lockdep
+# slow rxe's copies several times over), so it gets 180 s here.
+envs=(--env "REGWATCH_KO=$KO"
+      --env "GUEST_TEST_TIMEOUT=${REGWATCH_DEBUG_TEST_TIMEOUT:-1500}"
+      --env "REGWATCH_CACHE_SECONDS=${REGWATCH_CACHE_SECONDS:-180}")
+[ -n "${REGWATCH_DEBUG_GUEST_TESTS:-}" ] && envs+=(--env "GUEST_TESTS=$REGWATCH_DEBUG_GUEST_TESTS")
+[ "${REGWATCH_DEBUG_BITES:-1}" = 0 ] && envs+=(--env GUEST_BITES=0)
+[ -n "${REGWATCH_DEBUG_FUZZ_CALLS:-}" ] && envs+=(--env "GUEST_FUZZ_CALLS=$REGWATCH_DEBUG_FUZZ_CALLS")
+t=$SECONDS
+tests/vm/run-guest.sh --timeout "${REGWATCH_DEBUG_TIMEOUT:-5400}" \
+	--kernel "$KERNEL" --moddir "$MODDIR" --append "$APPEND" "${envs[@]}" -- \
+	tests/vm/debug-suite.sh 2>&1 | tee "$log/guest.log"
+rc=${PIPESTATUS[0]}
+echo "check-debug: guest run: $((SECONDS - t))s"
+cp build/vm/last-dmesg.log "$log/dmesg.log" 2>/dev/null
+line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log/guest.log" | tail -n 1)
+if [ -n "$line" ]; then
+	gp=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+	gf=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+	passed=$((passed + gp)); failed=$((failed + gf))
+else
+	record "guest suite on the debug kernel produced a summary" 1
+fi
+# The guest's own verdict on its kernel log (tests/vm/guest-init.sh):
+# any KASAN, lockdep, UBSAN, KFENCE, kmemleak report, WARN or BUG.
+kern=$(grep -a '^REGWATCH-GUEST-KERNEL=' "$log/guest.log" | tail -n 1 | cut -d= -f2)
+[ "$kern" = ok ]
+record "guest kernel log clean: no KASAN/lockdep/UBSAN/KFENCE/kmemleak report, WARN or BUG (kernel check: ${kern:-missing}; log in $log/dmesg.log)" $?
+case $rc in
+124) record "guest run finished within ${REGWATCH_DEBUG_TIMEOUT:-5400}s" 1 ;;
+125) record "guest booted and gave an exit status" 1 ;;
+esac
+
+# part NAME COMMAND...: run one more debug-kernel boot, add its
+# "N passed, N failed" line (none, or a failing exit with no failed check,
+# counts as one failure).
+part() {
+	local name=$1 out rc line p f
+	shift
+	out=$log/$name.out
+	echo "== $name on the debug kernel"
+	t=$SECONDS
+	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	echo "check-debug: $name: $((SECONDS - t))s"
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+	if [ -z "$line" ]; then
+		record "$name printed a summary (exit $rc)" 1
+		return
+	fi
+	p=${line%% passed*} f=${line##*passed, }
+	f=${f%% failed}
+	passed=$((passed + p)); failed=$((failed + f))
+	[ "$f" != 0 ] || record "$name exit status" "$rc"
+}
+# The bite run must fail (kernel "bad"): its own script turns that into 0.
+part bites scripts/check-debug-bite.sh
+part fault-injection scripts/fault-inject.sh --host
+summary
