@@ -757,7 +757,7 @@ static void *churn_fn(void *arg)
 			break;
 		}
 	}
-	/* Leave the private monitor and device open half the time: the
+	/* Leave the mirror device open half the time: the
 	 * next user of this context closes them (or the process exit). */
 	if (fz_pct(c, 50))
 		fz_ctx_fini(c);
