@@ -233,14 +233,16 @@ static void test_duplicate_miss(void **state)
 	assert_int_equal(f->b.deregs, 1);
 }
 
-/* The monitor is out of watches: an unreferenced entry gives its back. */
-static void test_enospc_evicts(void **state)
+/*
+ * The monitor holds two watches: a third distinct get() must evict the
+ * unreferenced entry to get its watch back; with every entry referenced
+ * there is none to be had (-ENOSPC).
+ */
+static void two_watches_then_evict(struct fx *f)
 {
-	struct fx *f = *state;
 	struct regwatch_cache_entry *a, *b, *c;
 	struct regwatch_cache_stats st;
 
-	a = NULL;
 	assert_int_equal(regwatch_cache_get(f->c, FA(0), PAGE, 0, &a), 0);
 	assert_int_equal(regwatch_cache_get(f->c, FA(PAGE), PAGE, 0, &b), 0);
 	regwatch_cache_put(f->c, a);
@@ -248,10 +250,15 @@ static void test_enospc_evicts(void **state)
 	assert_int_equal(f->b.deregs, 1);
 	assert_int_equal(regwatch_cache_stats(f->c, &st), 0);
 	assert_int_equal(st.evictions, 1);
-	/* everything referenced: no watch to be had */
 	assert_int_equal(regwatch_cache_get(f->c, FA(3 * PAGE), PAGE, 0, &a), -ENOSPC);
 	regwatch_cache_put(f->c, b);
 	regwatch_cache_put(f->c, c);
+}
+
+/* Out of watch slots (ENOSPC; the fixture allows two). */
+static void test_enospc_evicts(void **state)
+{
+	two_watches_then_evict(*state);
 }
 
 /* WATCH said "consume events first": the cache drains and retries. */
@@ -271,25 +278,14 @@ static void test_enobufs_drains(void **state)
 /*
  * The monitor's ring is fully reserved by armed one-shot watches (the
  * kernel's ENOBUFS): draining frees nothing, so an unreferenced entry must
- * give its watch back. All in use: -ENOSPC, as documented.
+ * give its watch back, as for ENOSPC.
  */
 static void test_enobufs_evicts(void **state)
 {
 	struct fx *f = *state;
-	struct regwatch_cache_entry *a, *b, *c;
-	struct regwatch_cache_stats st;
 
 	f->m->ring_limit = 2;
-	assert_int_equal(regwatch_cache_get(f->c, FA(0), PAGE, 0, &a), 0);
-	assert_int_equal(regwatch_cache_get(f->c, FA(PAGE), PAGE, 0, &b), 0);
-	regwatch_cache_put(f->c, a);
-	assert_int_equal(regwatch_cache_get(f->c, FA(2 * PAGE), PAGE, 0, &c), 0);
-	assert_int_equal(f->b.deregs, 1);
-	assert_int_equal(regwatch_cache_stats(f->c, &st), 0);
-	assert_int_equal(st.evictions, 1);
-	assert_int_equal(regwatch_cache_get(f->c, FA(3 * PAGE), PAGE, 0, &a), -ENOSPC);
-	regwatch_cache_put(f->c, b);
-	regwatch_cache_put(f->c, c);
+	two_watches_then_evict(f);
 }
 
 /* WATCH waits for a running invalidation (the fake's inval_lock, like
