@@ -243,6 +243,20 @@ void *rwt_map_anon_at(void *addr, size_t len)
 	return p;
 }
 
+uint64_t rwt_pagemap(const void *addr)
+{
+	uint64_t e;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return ~0ULL;
+	if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)addr / RWT_PAGE *
+					     sizeof(e))) != sizeof(e))
+		e = ~0ULL;
+	close(fd);
+	return e;
+}
+
 bool rwt_mapped(const void *addr, size_t len)
 {
 	unsigned char vec[64];

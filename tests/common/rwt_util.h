@@ -77,6 +77,11 @@ void *rwt_map_anon(size_t len);
 void *rwt_map_anon_at(void *addr, size_t len);
 void rwt_fill(void *addr, size_t len, uint8_t byte);
 
+/* The /proc/self/pagemap entry of addr's page (PFN bits need root), or
+ * ~0 when it cannot be read. A changed entry means the kernel moved,
+ * swapped or dropped the page. */
+uint64_t rwt_pagemap(const void *addr);
+
 /* true when every page of [addr, addr+len) is mapped (mincore). */
 bool rwt_mapped(const void *addr, size_t len);
 /* true when /proc/self/maps has a mapping covering addr. */

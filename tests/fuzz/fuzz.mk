@@ -12,7 +12,7 @@
 # make fuzz-smoke   short fuzzer + 30 s soak + OOM test in one guest boot
 #                   (< 3 minutes; for make check)
 # FUZZ_KERNEL=debug runs any of them on the debug kernel of
-# scripts/build-debug-kernel.sh (build it first: make debug-kernel).
+# scripts/build-debug-kernel.sh (built, or its module updated, first).
 # Logs: build/fuzz/<target>.log; the last summary: build/fuzz/<target>.txt
 
 FUZZ_SRCS := $(filter-out tests/fuzz/oom_test.c,$(wildcard tests/fuzz/*.c))

@@ -82,6 +82,7 @@ struct rec {
 	uint32_t classes;		/* classes it saw (hit or maybe) */
 	int region;
 	bool live, hit, maybe;
+	bool env;			/* the kernel moved one of its pages */
 	atomic_bool retired;
 	int nhit;			/* definite hits */
 	int nrange;
@@ -98,6 +99,7 @@ struct region {
 	char *base;
 	int memfd;
 	int live[MAXLIVE];
+	uint64_t pfn[RPAGES];		/* pagemap after our last operation */
 };
 
 struct ut {
@@ -167,7 +169,7 @@ static uintptr_t umin(uintptr_t a, uintptr_t b)
 /* pagemap entries: present, swapped and the PFN. Not counted as calls. */
 static void pfn_read(uintptr_t start, int n, uint64_t *out)
 {
-	uint64_t buf[MAXPFN];
+	uint64_t buf[RPAGES];
 	const uint64_t mask = (1ULL << 63) | (1ULL << 62) | ((1ULL << 55) - 1);
 	ssize_t want = (ssize_t)n * 8;
 	int i;
@@ -192,6 +194,42 @@ static bool env_moved(const struct rec *rc)
 		if (now[i] != rc->pfn[i])
 			return true;
 	return false;
+}
+
+/*
+ * The kernel also moves pages by itself (compaction, NUMA balancing,
+ * reclaim) and announces each move as a CLEAR that no operation of ours
+ * explains. Only the region's lock holder changes its pages, so a page
+ * whose pagemap entry differs from the snapshot taken after our last
+ * operation was moved by the kernel: the watches over it may get such a
+ * CLEAR (rec->env), touched or not.
+ */
+static void env_snap(struct region *rg)
+{
+	pfn_read((uintptr_t)rg->base, RPAGES, rg->pfn);
+}
+
+static void env_check(struct region *rg)
+{
+	uint64_t now[RPAGES];
+	int p, s;
+
+	pfn_read((uintptr_t)rg->base, RPAGES, now);
+	for (p = 0; p < RPAGES; p++) {
+		uintptr_t a = (uintptr_t)rg->base + (uintptr_t)p * FZ_PG;
+
+		if (now[p] == rg->pfn[p])
+			continue;
+		for (s = 0; s < MAXLIVE; s++) {
+			struct rec *rc;
+
+			if (rg->live[s] < 0)
+				continue;
+			rc = &T.recs[rg->live[s]];
+			if (rc->start <= a && a < rc->end)
+				rc->env = true;
+		}
+	}
 }
 
 static void add_range(struct rec *rc, uintptr_t a, uintptr_t b, uint32_t cls)
@@ -227,7 +265,7 @@ static void quiet_check(struct rec *rc, int i, const char *what,
 	describe(rc, i, d, sizeof(d));
 	rc->maybe = true;
 	add_range(rc, rc->start, rc->end, REGWATCH_CLASS_CLEAR);
-	if (env_moved(rc)) {
+	if (rc->env || env_moved(rc)) {
 		fz_noise("%s fired untouched, but the kernel moved or swapped "
 			 "its pages meanwhile", d);
 		return;
@@ -945,6 +983,12 @@ void trk_op(struct fz_ctx *c)
 	op = (int)fz_below(c, 100);
 	pthread_rwlock_rdlock(&T.global);
 	pthread_mutex_lock(&rg->lock);
+	/*
+	 * Kernel page moves (env_check) are looked for after the operations
+	 * that leave the pages alone, before the ones that change them.
+	 */
+	if (op >= 48 && op < 92)
+		env_check(rg);
 	if (op < 26)
 		op_watch(c, rg);
 	else if (op < 32)
@@ -967,6 +1011,9 @@ void trk_op(struct fz_ctx *c)
 		op_memfd(c, rg);
 	else
 		op_nofire(c, rg);
+	if (op < 48 || op >= 92)
+		env_check(rg);
+	env_snap(rg);
 	pthread_mutex_unlock(&rg->lock);
 	pthread_rwlock_unlock(&T.global);
 }
@@ -1455,13 +1502,25 @@ static void *drainer_fn(void *arg)
 
 /* ---- epochs: stop the world and check everything ---------------------- */
 
+/* Does the event overlap one of the invalidations the oracle saw? */
+static bool overlaps_hit(const struct rec *rc, const struct regwatch_event *ev)
+{
+	int k;
+
+	if (rc->nrange > MAXR)
+		return true;		/* too many to tell: accept */
+	for (k = 0; k < rc->nrange; k++)
+		if (ev->start < rc->he[k] && rc->hs[k] < ev->end)
+			return true;
+	return false;
+}
+
 static void check_event(const struct regwatch_event *ev, size_t e)
 {
 	uint32_t ep = (uint32_t)(ev->cookie >> 32) & 0x7fffffff;
 	uint32_t i = (uint32_t)ev->cookie;
 	struct rec *rc;
 	char d[200];
-	int k;
 
 	if (ev->type == REGWATCH_EVENT_RESYNC) {
 		if (ev->watch_id || ev->cookie)
@@ -1512,6 +1571,16 @@ static void check_event(const struct regwatch_event *ev, size_t e)
 			   (unsigned long long)ev->watch_id);
 		return;
 	}
+	if (rc->env && ev->class == REGWATCH_CLASS_CLEAR &&
+	    !(ev->flags & REGWATCH_EVENT_ONESHOT) !=
+		    !(rc->flags & REGWATCH_WATCH_STREAMING) &&
+	    ev->start >= rc->start && ev->end <= rc->end &&
+	    (!(rc->classes & REGWATCH_CLASS_CLEAR) || !overlaps_hit(rc, ev))) {
+		fz_noise("%s: CLEAR [%#llx, %#llx) while the kernel moved its "
+			 "pages", d, (unsigned long long)ev->start,
+			 (unsigned long long)ev->end);
+		return;
+	}
 	if (!rc->hit && !rc->maybe) {
 		fz_finding("%s got an event (class %#x, [%#llx, %#llx)) but "
 			   "nothing touched it", d, ev->class,
@@ -1529,11 +1598,8 @@ static void check_event(const struct regwatch_event *ev, size_t e)
 			   (unsigned long long)ev->end);
 		return;
 	}
-	if (rc->nrange > MAXR)
+	if (overlaps_hit(rc, ev))
 		return;
-	for (k = 0; k < rc->nrange; k++)
-		if (ev->start < rc->he[k] && rc->hs[k] < ev->end)
-			return;
 	fz_finding("%s: event [%#llx, %#llx) class %#x overlaps none of its %d "
 		   "invalidations", d, (unsigned long long)ev->start,
 		   (unsigned long long)ev->end, ev->class, rc->nrange);
@@ -1587,6 +1653,8 @@ static void epoch_end(bool final)
 		return;
 	}
 	/* No region operation runs: retire everything. */
+	for (r = 0; r < NREGIONS; r++)
+		env_check(&T.reg[r]);
 	for (r = 0; r < NREGIONS; r++)
 		for (s = 0; s < MAXLIVE; s++)
 			if (T.reg[r].live[s] >= 0)
@@ -1725,6 +1793,7 @@ int trk_init(void)
 		if (rg->kind == RK_HIDDEN && madvise(p, RBYTES, MADV_DONTFORK))
 			return -1;
 		memset(p, 0x5a, RBYTES);
+		env_snap(rg);
 	}
 	if (fz_ctx_init(&T.dctx, FZ_DRAIN_CTX, 0xd7a1))
 		return -1;

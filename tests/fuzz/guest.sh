@@ -7,7 +7,8 @@
 # Environment:
 #   FUZZ_KERNEL=debug   boot the debug kernel of scripts/build-debug-kernel.sh
 #                       (KASAN, lockdep, kmemleak...) with the module built
-#                       against it, instead of Debian's kernel
+#                       against it, instead of Debian's kernel (both built
+#                       or brought up to date first)
 #   REGWATCH_SEED       passed into the guest (replays a fuzzer run)
 #   REGWATCH_MODPARAMS  module parameters for insmod in the guest
 # Output: the guest console streams to stdout; build/fuzz/NAME.log keeps
@@ -31,10 +32,13 @@ done
 args=(--timeout "$TIMEOUT" --mem "$MEM")
 kernel=debian
 if [ "${FUZZ_KERNEL:-}" = debug ]; then
+	# Cached: builds the kernel only the first time, and the module
+	# whenever kernel/ changed (a stale module would test old code).
+	"$REPO/scripts/build-debug-kernel.sh" >&2 || exit 2
 	vars=$("$REPO/scripts/build-debug-kernel.sh" --print-vars) || exit 2
 	eval "$vars"
 	for f in "$KERNEL" "$KO"; do
-		[ -f "$f" ] || { echo "guest.sh: $f missing: make debug-kernel first" >&2; exit 2; }
+		[ -f "$f" ] || { echo "guest.sh: $f missing" >&2; exit 2; }
 	done
 	args+=(--kernel "$KERNEL" --moddir "$MODDIR" --env "REGWATCH_KO=$KO")
 	[ -n "${APPEND:-}" ] && args+=(--append "$APPEND")

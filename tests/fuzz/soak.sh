@@ -104,8 +104,12 @@ bad_runs() {
 		if [ "$(cat "$f")" != 0 ]; then
 			n=$((n + 1))
 			echo "soak: --- ${f%.rc}.log (exit $(cat "$f")):" >&2
-			grep -aE 'FINDING|FATAL|FAILED|\[  ERROR|fail' "${f%.rc}.log" | head -n 20 >&2
-			tail -n 15 "${f%.rc}.log" >&2
+			if [ "$1" = stress ]; then	# short: all of it
+				head -n 200 "${f%.rc}.log" >&2
+			else
+				grep -aE 'FINDING|FATAL|FAILED|\[  ERROR|fail' "${f%.rc}.log" | head -n 20 >&2
+				tail -n 15 "${f%.rc}.log" >&2
+			fi
 		fi
 	done
 	echo $n
