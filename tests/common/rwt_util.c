@@ -257,6 +257,26 @@ uint64_t rwt_pagemap(const void *addr)
 	return e;
 }
 
+void *rwt_map_alone(size_t len)
+{
+	char *g = mmap(NULL, len + 2 * RWT_PAGE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (g == MAP_FAILED)
+		return NULL;
+	if (mprotect(g + RWT_PAGE, len, PROT_READ | PROT_WRITE)) {
+		munmap(g, len + 2 * RWT_PAGE);
+		return NULL;
+	}
+	rwt_fill(g + RWT_PAGE, len, 0x5a);
+	return g + RWT_PAGE;
+}
+
+void rwt_unmap_alone(void *addr, size_t len)
+{
+	munmap((char *)addr - RWT_PAGE, len + 2 * RWT_PAGE);
+}
+
 bool rwt_mapped(const void *addr, size_t len)
 {
 	unsigned char vec[64];

@@ -75,6 +75,16 @@ int rwt_modstats(struct rwt_modstats *ms);
 void *rwt_map_anon(size_t len);
 /* Same, at a fixed address (MAP_FIXED). */
 void *rwt_map_anon_at(void *addr, size_t len);
+/*
+ * Like rwt_map_anon, but a VMA of its own: PROT_NONE guard pages on both
+ * sides keep it from merging with its neighbours. On Linux 6.1 a VMA cut
+ * at an address that is not 2 MiB-aligned announces a CLEAR over the
+ * 2 MiB around the cut when that block lies inside the VMA: a test whose
+ * oracle expects untouched watches to stay quiet needs its region, if
+ * smaller than 2 MiB, to be such a VMA. Free with rwt_unmap_alone.
+ */
+void *rwt_map_alone(size_t len);
+void rwt_unmap_alone(void *addr, size_t len);
 void rwt_fill(void *addr, size_t len, uint8_t byte);
 
 /* The /proc/self/pagemap entry of addr's page (PFN bits need root), or

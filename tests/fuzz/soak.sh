@@ -121,7 +121,7 @@ mcalls=$(sum_field mirror 's/^fuzz_regwatch: calls \([0-9]*\).*/\1/p')
 fevents=$(sum_field fuzz 's/^fuzz_regwatch: tracked: .* \([0-9]*\) events (monitor.*/\1/p')
 ffind=$(sum_field fuzz 's/^fuzz_regwatch: findings \([0-9]*\)$/\1/p')
 mfind=$(sum_field mirror 's/^fuzz_regwatch: findings \([0-9]*\)$/\1/p')
-sevents=$(sum_field stress 's/.* \([0-9]*\) events$/\1/p')
+sevents=$(sum_field stress 's/.*mprotects, \([0-9]*\) events.*/\1/p')
 fbad=$(bad_runs fuzz) mbad=$(bad_runs mirror) sbad=$(bad_runs stress)
 echo "soak: fuzzer: $fr runs, $fcalls calls, $ffind findings; tracked events $fevents (each equal to its monitor's own count)"
 echo "soak: mirror fuzzer: $mr runs, $mcalls calls, $mfind findings"

@@ -52,6 +52,7 @@ test_events:test_ignore_classes=8:prot_*
 test_events:test_ignore_classes=16:softdirty_*
 test_events:test_ignore_classes=5:unmap_* exit_*
 test_race:test_skip_watch_sync=Y:test_watch_then_register_race
+test_stress:test_ignore_classes=2:test_stress_oracle
 test_signal:test_no_signal=Y:sync_*
 test_cache_rxe:test_ignore_classes=1:test_classic_* test_inflight_* test_malloc_free_* test_realloc_* test_random_*
 test_ucx_rcache:test_ignore_classes=1:test_hooks_off_sync_event test_rcache_*
