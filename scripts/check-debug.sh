@@ -18,7 +18,15 @@
 # run, default all), REGWATCH_DEBUG_FUZZ_CALLS (fuzzer smoke calls; by
 # default only with all tests), REGWATCH_DEBUG_BITES=0 (skip tests/guest/run.sh's
 # bite reruns, which prove the tests, not the kernel: CI has run them in
-# `make check` already).
+# `make check` already), REGWATCH_DEBUG_SECONDS (wall-clock budget of the
+# whole pass; see below).
+#
+# Time budget: CI gives the pass what `make check` left of its hour. What
+# no longer fits is left out and named, never counted as passed: the whole
+# pass when the kernel build and one boot do not fit; then, in this order,
+# the bite module's boot, the fault-injection boot, and the suite's last
+# test runs (the guest starts none after GUEST_DEADLINE). The estimates are
+# about twice what this 2-core machine takes (docs/hardening.md).
 set -u
 cd "$(dirname "$0")/.."
 passed=0
@@ -26,6 +34,13 @@ failed=0
 log=build/check-debug
 mkdir -p "$log"
 t_all=$SECONDS
+budget=${REGWATCH_DEBUG_SECONDS:-}
+EST_BUILD=1000		# the kernel from scratch (here: 460 s)
+EST_SUITE_MIN=600	# a boot, the first tests, the kmemleak scans
+EST_SUITE_TAIL=420	# the longest test run plus the checks after the suite
+EST_FAULT=450		# fault injection's boot (here: 220 s)
+EST_BITES=250		# the bite module's boot (here: 90 s)
+left() { echo $((budget - (SECONDS - t_all))); }
 
 record() {
 	if [ "$2" = 0 ]; then
@@ -41,6 +56,15 @@ summary() {
 	[ "$failed" = 0 ]
 	exit
 }
+
+if [ -n "$budget" ]; then
+	need=$EST_SUITE_MIN
+	[ -f build/debug/linux/arch/x86/boot/bzImage ] || need=$((need + EST_BUILD))
+	if [ "$(left)" -lt "$need" ]; then
+		echo "check-debug: SKIPPED the whole pass: $(left)s left of its budget, the kernel build and one boot need about ${need}s"
+		summary
+	fi
+fi
 
 echo "== build: debug kernel, regwatch.ko against it, guest tests"
 t=$SECONDS
@@ -64,8 +88,17 @@ envs=(--env "REGWATCH_KO=$KO"
 [ -n "${REGWATCH_DEBUG_GUEST_TESTS:-}" ] && envs+=(--env "GUEST_TESTS=$REGWATCH_DEBUG_GUEST_TESTS")
 [ "${REGWATCH_DEBUG_BITES:-1}" = 0 ] && envs+=(--env GUEST_BITES=0)
 [ -n "${REGWATCH_DEBUG_FUZZ_CALLS:-}" ] && envs+=(--env "GUEST_FUZZ_CALLS=$REGWATCH_DEBUG_FUZZ_CALLS")
+guest_timeout=${REGWATCH_DEBUG_TIMEOUT:-5400}
+if [ -n "$budget" ]; then
+	# The suite keeps what the other two boots need if it can.
+	suite=$(($(left) - EST_FAULT - EST_BITES))
+	[ "$suite" -ge $((EST_SUITE_MIN + EST_SUITE_TAIL)) ] || suite=$(left)
+	[ "$suite" -lt "$guest_timeout" ] && guest_timeout=$suite
+	envs+=(--env "GUEST_DEADLINE=$((guest_timeout - EST_SUITE_TAIL))")
+	echo "check-debug: $(left)s left of the budget; the suite's boot gets ${guest_timeout}s, no test starts after $((guest_timeout - EST_SUITE_TAIL))s of uptime"
+fi
 t=$SECONDS
-tests/vm/run-guest.sh --timeout "${REGWATCH_DEBUG_TIMEOUT:-5400}" \
+tests/vm/run-guest.sh --timeout "$guest_timeout" \
 	--kernel "$KERNEL" --moddir "$MODDIR" --append "$APPEND" "${envs[@]}" -- \
 	tests/vm/debug-suite.sh 2>&1 | tee "$log/guest.log"
 rc=${PIPESTATUS[0]}
@@ -84,8 +117,10 @@ fi
 kern=$(grep -a '^REGWATCH-GUEST-KERNEL=' "$log/guest.log" | tail -n 1 | cut -d= -f2)
 [ "$kern" = ok ]
 record "guest kernel log clean: no KASAN/lockdep/UBSAN/KFENCE/kmemleak report, WARN or BUG (kernel check: ${kern:-missing}; log in $log/dmesg.log)" $?
+skips=$(grep -aE '^[0-9]+ runs SKIPPED for the time budget' "$log/guest.log" | tail -n 1)
+[ -z "$skips" ] || echo "check-debug: suite: $skips"
 case $rc in
-124) record "guest run finished within ${REGWATCH_DEBUG_TIMEOUT:-5400}s" 1 ;;
+124) record "guest run finished within ${guest_timeout}s" 1 ;;
 125) record "guest booted and gave an exit status" 1 ;;
 esac
 
@@ -93,9 +128,13 @@ esac
 # "N passed, N failed" line (none, or a failing exit with no failed check,
 # counts as one failure).
 part() {
-	local name=$1 out rc line p f
-	shift
+	local name=$1 est=$2 out rc line p f
+	shift 2
 	out=$log/$name.out
+	if [ -n "$budget" ] && [ "$(left)" -lt "$est" ]; then
+		echo "check-debug: SKIPPED $name: $(left)s left of the budget, it needs about ${est}s"
+		return
+	fi
 	echo "== $name on the debug kernel"
 	t=$SECONDS
 	"$@" 2>&1 | tee "$out"
@@ -112,6 +151,6 @@ part() {
 	[ "$f" != 0 ] || record "$name exit status" "$rc"
 }
 # The bite run must fail (kernel "bad"): its own script turns that into 0.
-part bites scripts/check-debug-bite.sh
-part fault-injection scripts/fault-inject.sh --host
+part fault-injection $EST_FAULT scripts/fault-inject.sh --host
+part bites $EST_BITES scripts/check-debug-bite.sh
 summary

@@ -80,7 +80,7 @@ past_deadline() {
 	[ -n "${GUEST_DEADLINE:-}" ] || return 1
 	[ "$(cut -d. -f1 /proc/uptime)" -ge "$GUEST_DEADLINE" ] || return 1
 	skipped=$((skipped + 1))
-	echo "== $1: SKIPPED, past the time budget (uptime ${GUEST_DEADLINE}s)"
+	echo "== $1: SKIPPED, past the time budget (no run starts after ${GUEST_DEADLINE}s of uptime)"
 }
 
 # run_binary NAME LOG [ARGS...]: run one test binary, its output into LOG,
