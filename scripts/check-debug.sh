@@ -4,10 +4,10 @@
 # own boot of it in QEMU:
 #   1. the guest suite (tests/vm/debug-suite.sh wraps tests/guest/run.sh
 #      with the kmemleak / counter / unload checks);
-#   2. the proof that such a run fails on each kind of report
-#      (scripts/check-debug-bite.sh, a module that makes one of each);
-#   3. fault injection over the module's allocations
-#      (scripts/fault-inject.sh).
+#   2. fault injection over the module's allocations
+#      (scripts/fault-inject.sh);
+#   3. the proof that such a run fails on each kind of report
+#      (scripts/check-debug-bite.sh, a module that makes one of each).
 # Any KASAN, lockdep, UBSAN, KFENCE, kmemleak report or WARN in the guest
 # kernel log fails the run (tests/vm/guest-init.sh). Ends with one line
 # "N passed, N failed" over all three.

@@ -209,27 +209,29 @@ static void env_snap(struct region *rg)
 	pfn_read((uintptr_t)rg->base, RPAGES, rg->pfn);
 }
 
-static void env_check(struct region *rg)
+/* Did the kernel move one of rc's pages since our last operation on rg? */
+static bool rec_env(const struct region *rg, struct rec *rc)
 {
 	uint64_t now[RPAGES];
-	int p, s;
+	long first = (long)((rc->start - (uintptr_t)rg->base) / FZ_PG);
+	int n = (int)((rc->end - rc->start) / FZ_PG), p;
 
-	pfn_read((uintptr_t)rg->base, RPAGES, now);
-	for (p = 0; p < RPAGES; p++) {
-		uintptr_t a = (uintptr_t)rg->base + (uintptr_t)p * FZ_PG;
+	if (rc->start < (uintptr_t)rg->base || first + n > RPAGES)
+		return rc->env;
+	pfn_read(rc->start, n, now);
+	for (p = 0; p < n; p++)
+		if (now[p] != rg->pfn[first + p])
+			rc->env = true;
+	return rc->env;
+}
 
-		if (now[p] == rg->pfn[p])
-			continue;
-		for (s = 0; s < MAXLIVE; s++) {
-			struct rec *rc;
+static void env_check(struct region *rg)
+{
+	int s;
 
-			if (rg->live[s] < 0)
-				continue;
-			rc = &T.recs[rg->live[s]];
-			if (rc->start <= a && a < rc->end)
-				rc->env = true;
-		}
-	}
+	for (s = 0; s < MAXLIVE; s++)
+		if (rg->live[s] >= 0)
+			rec_env(rg, &T.recs[rg->live[s]]);
 }
 
 static void add_range(struct rec *rc, uintptr_t a, uintptr_t b, uint32_t cls)
@@ -435,9 +437,14 @@ static void created(struct region *rg, int slot, int i,
 	}
 	rc->state = T.states + s;
 	/* Nothing else touches the region while we hold its lock. */
-	if (!is_armed(rc))
-		fz_finding("%s invalid right after WATCH: state %#llx", d,
-			   (unsigned long long)word_of(rc));
+	if (!is_armed(rc)) {
+		if (rec_env(rg, rc))
+			fz_noise("%s fired right after WATCH: the kernel moved "
+				 "its pages", d);
+		else
+			fz_finding("%s invalid right after WATCH: state %#llx",
+				   d, (unsigned long long)word_of(rc));
+	}
 	rc->npfn = (int)((rc->end - rc->start) / FZ_PG);
 	if (rc->npfn > MAXPFN)
 		rc->npfn = MAXPFN;
