@@ -137,7 +137,11 @@ part() {
 	fi
 	echo "== $name on the debug kernel"
 	t=$SECONDS
-	"$@" 2>&1 | tee "$out"
+	if [ -n "$budget" ]; then	# its boot may not outlive the budget
+		REGWATCH_DEBUG_TIMEOUT=$(left) "$@" 2>&1 | tee "$out"
+	else
+		"$@" 2>&1 | tee "$out"
+	fi
 	rc=${PIPESTATUS[0]}
 	echo "check-debug: $name: $((SECONDS - t))s"
 	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
