@@ -243,17 +243,31 @@ void *rwt_map_anon_at(void *addr, size_t len)
 	return p;
 }
 
+void rwt_pagemap_read(const void *addr, size_t n, uint64_t *out)
+{
+	static int pm_fd = -1;	/* opened once: tests read it in loops */
+	int fd = __atomic_load_n(&pm_fd, __ATOMIC_ACQUIRE), exp = -1;
+	size_t want = n * sizeof(*out);
+
+	if (fd < 0) {
+		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && !__atomic_compare_exchange_n(&pm_fd, &exp, fd,
+				false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			close(fd);	/* another thread won */
+			fd = exp;
+		}
+	}
+	if (fd < 0 || pread(fd, out, want, (off_t)((uintptr_t)addr /
+						   RWT_PAGE * sizeof(*out))) !=
+		      (ssize_t)want)
+		memset(out, 0xff, want);
+}
+
 uint64_t rwt_pagemap(const void *addr)
 {
 	uint64_t e;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return ~0ULL;
-	if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)addr / RWT_PAGE *
-					     sizeof(e))) != sizeof(e))
-		e = ~0ULL;
-	close(fd);
+	rwt_pagemap_read(addr, 1, &e);
 	return e;
 }
 

@@ -91,6 +91,8 @@ void rwt_fill(void *addr, size_t len, uint8_t byte);
  * ~0 when it cannot be read. A changed entry means the kernel moved,
  * swapped or dropped the page. */
 uint64_t rwt_pagemap(const void *addr);
+/* The same for the n pages from addr, into out[0..n). */
+void rwt_pagemap_read(const void *addr, size_t n, uint64_t *out);
 
 /* true when every page of [addr, addr+len) is mapped (mincore). */
 bool rwt_mapped(const void *addr, size_t len);

@@ -119,23 +119,20 @@ static char *region_base(const struct region *rg)
 
 static void region_snap(struct region *rg)
 {
-	int p;
-
-	for (p = 0; p < RPAGES; p++)
-		rg->pm[p] = rwt_pagemap(region_base(rg) + p * RWT_PAGE);
+	rwt_pagemap_read(region_base(rg), RPAGES, rg->pm);
 }
 
 /* Did the kernel move a page of rc since our last operation on rg? */
 static bool rec_moved(struct region *rg, struct rec *rc)
 {
-	uintptr_t a;
+	uint64_t now[RPAGES];
+	size_t first = (rc->start - (uintptr_t)region_base(rg)) / RWT_PAGE;
+	size_t n = (rc->end - rc->start) / RWT_PAGE, p;
 
-	for (a = rc->start; a < rc->end; a += RWT_PAGE) {
-		int p = (int)((a - (uintptr_t)region_base(rg)) / RWT_PAGE);
-
-		if (rwt_pagemap((void *)a) != rg->pm[p])
+	rwt_pagemap_read((void *)rc->start, n, now);
+	for (p = 0; p < n; p++)
+		if (now[p] != rg->pm[first + p])
 			rc->env = true;
-	}
 	return rc->env;
 }
 
