@@ -89,6 +89,11 @@ envs=(--env "REGWATCH_KO=$KO"
 [ "${REGWATCH_DEBUG_BITES:-1}" = 0 ] && envs+=(--env GUEST_BITES=0)
 [ -n "${REGWATCH_DEBUG_FUZZ_CALLS:-}" ] && envs+=(--env "GUEST_FUZZ_CALLS=$REGWATCH_DEBUG_FUZZ_CALLS")
 guest_timeout=${REGWATCH_DEBUG_TIMEOUT:-5400}
+if [ -n "$budget" ] && [ "$(left)" -lt "$EST_SUITE_MIN" ]; then
+	# Too little for a boot and its checks: a timeout would fail the run.
+	echo "check-debug: SKIPPED the guest suite, fault injection and the bite module: $(left)s left of the budget after the build, a boot needs about ${EST_SUITE_MIN}s"
+	summary
+fi
 if [ -n "$budget" ]; then
 	# The suite keeps what the other two boots need if it can.
 	suite=$(($(left) - EST_FAULT - EST_BITES))
