@@ -754,8 +754,37 @@ static int read_modcounts(struct modcounts *m)
 	return 0;
 }
 
+/*
+ * What the kernel did to memory by itself meanwhile: the oracle excuses
+ * events of pages the kernel moved (pagemap); these name the mechanism.
+ */
+static const char *const vm_names[] = {
+	"pgmigrate_success", "numa_pages_migrated", "compact_stall",
+	"compact_migrate_scanned", "pgsteal_kswapd", "pgsteal_direct",
+	"pswpout", "thp_split_pmd",
+};
+#define NVM (sizeof(vm_names) / sizeof(vm_names[0]))
+
+static void read_vmstat(unsigned long long *v)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char key[64];
+	unsigned long long x;
+	size_t i;
+
+	memset(v, 0, NVM * sizeof(*v));
+	if (!f)
+		return;
+	while (fscanf(f, "%63s %llu", key, &x) == 2)
+		for (i = 0; i < NVM; i++)
+			if (!strcmp(key, vm_names[i]))
+				v[i] = x;
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
+	unsigned long long vm0[NVM], vm1[NVM];
 	pthread_t tid[FZ_MAX_CTX];
 	bool done[FZ_MAX_CTX] = { false };
 	struct modcounts before, after;
@@ -809,6 +838,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	read_vmstat(vm0);
 	signal(SIGSEGV, fatal_signal);
 	signal(SIGBUS, fatal_signal);
 	signal(SIGILL, fatal_signal);
@@ -933,6 +963,14 @@ int main(int argc, char **argv)
 		printf("fuzz_regwatch: %llu events explained by the environment "
 		       "(page moved or swapped by the kernel), not findings\n",
 		       (unsigned long long)atomic_load(&fz->noise));
+	read_vmstat(vm1);
+	k = 0;
+	buf[0] = 0;
+	for (i = 0; i < (int)NVM; i++)
+		k += (size_t)snprintf(buf + k, sizeof(buf) - k, "%s%s +%llu",
+				      i ? ", " : "", vm_names[i],
+				      vm1[i] - vm0[i]);
+	printf("fuzz_regwatch: kernel meanwhile (/proc/vmstat): %s\n", buf);
 	for (i = 0; i < 8 && i < (int)atomic_load(&fz->nmsg); i++)
 		printf("  %s", fz->msgs[i]);
 	printf("fuzz_regwatch: findings %llu\n",
