@@ -71,6 +71,15 @@ check_kernel() {
 	echo "$kver" >"$STATE/kernel"
 	echo "REGWATCH-GUEST-KERNEL=$kver"
 	[ -n "$bad" ] && printf '%s\n' "$bad" | head -n 50
+	# The log only counts leaks; their objects and allocation stacks are
+	# in kmemleak's file: keep them, and show whose they are.
+	if [ -r /sys/kernel/debug/kmemleak ]; then
+		cat /sys/kernel/debug/kmemleak >"$STATE/kmemleak.txt" 2>/dev/null
+		if [ -s "$STATE/kmemleak.txt" ]; then
+			echo "regwatch-vm: kmemleak suspects ($(grep -c '^unreferenced object' "$STATE/kmemleak.txt")):"
+			head -n 150 "$STATE/kmemleak.txt"
+		fi
+	fi
 }
 
 mount -t proc proc /proc
