@@ -1405,10 +1405,15 @@ static void *stress_drainer(void *arg)
 	for (;;) {
 		bool last = __atomic_load_n(&S.done, __ATOMIC_ACQUIRE);
 
-		if (regwatch_drain_shared(S.rw, stress_cb, NULL) < 0)
+		int n = regwatch_drain_shared(S.rw, stress_cb, NULL);
+
+		if (n < 0)
 			__atomic_fetch_add(&S.errors, 1, __ATOMIC_RELAXED);
 		if (last)
 			return NULL;
+		if (n == 0)	/* let the producer run (valgrind runs one
+				 * thread at a time: a spin can starve it) */
+			sched_yield();
 	}
 }
 
