@@ -60,7 +60,6 @@ enum {
 	MAXR = 8,		/* invalidation ranges remembered per watch */
 	EPOCH_RECS = 2048,	/* watches per epoch */
 	MAXUT = 48,		/* live untracked watches on the monitor */
-	MAXPFN = 6,
 	RING = 32768,
 };
 
@@ -87,8 +86,6 @@ struct rec {
 	int nhit;			/* definite hits */
 	int nrange;
 	uintptr_t hs[MAXR], he[MAXR];
-	int npfn;
-	uint64_t pfn[MAXPFN];
 	uint64_t final_word;
 	int events;
 };
@@ -181,21 +178,6 @@ static void pfn_read(uintptr_t start, int n, uint64_t *out)
 		out[i] = buf[i] & mask;
 }
 
-/* Did the kernel move, swap or drop one of the watch's pages by itself? */
-static bool env_moved(const struct rec *rc)
-{
-	uint64_t now[MAXPFN];
-	int i;
-
-	if (!rc->npfn)
-		return false;
-	pfn_read(rc->start, rc->npfn, now);
-	for (i = 0; i < rc->npfn; i++)
-		if (now[i] != rc->pfn[i])
-			return true;
-	return false;
-}
-
 /*
  * The kernel also moves pages by itself (compaction, NUMA balancing,
  * reclaim) and announces each move as a CLEAR that no operation of ours
@@ -267,7 +249,7 @@ static void quiet_check(struct rec *rc, int i, const char *what,
 	describe(rc, i, d, sizeof(d));
 	rc->maybe = true;
 	add_range(rc, rc->start, rc->end, REGWATCH_CLASS_CLEAR);
-	if (rc->env || env_moved(rc)) {
+	if (rec_env(&T.reg[rc->region], rc)) {
 		fz_noise("%s fired untouched, but the kernel moved or swapped "
 			 "its pages meanwhile", d);
 		return;
@@ -445,10 +427,6 @@ static void created(struct region *rg, int slot, int i,
 			fz_finding("%s invalid right after WATCH: state %#llx",
 				   d, (unsigned long long)word_of(rc));
 	}
-	rc->npfn = (int)((rc->end - rc->start) / FZ_PG);
-	if (rc->npfn > MAXPFN)
-		rc->npfn = MAXPFN;
-	pfn_read(rc->start, rc->npfn, rc->pfn);
 	rc->live = true;
 	rg->live[slot] = i;
 	atomic_fetch_add(&T.n_watch, 1);
