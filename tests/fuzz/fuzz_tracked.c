@@ -82,6 +82,7 @@ struct rec {
 	int region;
 	bool live, hit, maybe;
 	bool env;			/* the kernel moved one of its pages */
+	uint32_t lazy;			/* its region pages that were lazy */
 	atomic_bool retired;
 	int nhit;			/* definite hits */
 	int nrange;
@@ -97,6 +98,7 @@ struct region {
 	int memfd;
 	int live[MAXLIVE];
 	uint64_t pfn[RPAGES];		/* pagemap after our last operation */
+	uint32_t lazy;			/* pages MADV_FREE'd, then rewritten */
 };
 
 struct ut {
@@ -216,6 +218,56 @@ static void env_check(struct region *rg)
 			rec_env(rg, &T.recs[rg->live[s]]);
 }
 
+/* The region's pages [a, b) touches, as a bit mask. */
+static uint32_t page_bits(const struct region *rg, uintptr_t a, uintptr_t b)
+{
+	uintptr_t base = (uintptr_t)rg->base, p;
+	uint32_t m = 0;
+
+	for (p = umax(a, base) & ~(FZ_PG - 1); p < umin(b, base + RBYTES);
+	     p += FZ_PG)
+		m |= 1U << ((p - base) / FZ_PG);
+	return m;
+}
+
+/*
+ * A page MADV_FREE'd and written again stays lazily freeable: when
+ * reclaim picks it, try_to_unmap() announces a CLEAR, finds the page
+ * dirty and maps the same page back. That CLEAR changes no pagemap entry,
+ * so env_check cannot see it; the oracle remembers which pages may do
+ * it, per region and, for the watches live meanwhile, per watch. A page
+ * is lazy from our MADV_FREE until we replace it (DONTNEED, a new
+ * mapping); the kernel may make it ordinary sooner, which only widens
+ * the excuse.
+ */
+static void lazy_set(struct region *rg, uintptr_t a, uintptr_t b, bool lazy)
+{
+	uint32_t m = page_bits(rg, a, b);
+	int s;
+
+	if (!lazy) {
+		rg->lazy &= ~m;
+		return;
+	}
+	rg->lazy |= m;
+	for (s = 0; s < MAXLIVE; s++)
+		if (rg->live[s] >= 0) {
+			struct rec *rc = &T.recs[rg->live[s]];
+
+			rc->lazy |= rg->lazy & page_bits(rg, rc->start, rc->end);
+		}
+}
+
+/* Is ev one page that reclaim may have unmapped and kept (lazy_set)? */
+static bool lazy_event(const struct rec *rc, const struct regwatch_event *ev)
+{
+	const struct region *rg = &T.reg[rc->region];
+
+	return ev->class == REGWATCH_CLASS_CLEAR &&
+	       ev->end - ev->start == FZ_PG && !(ev->start % FZ_PG) &&
+	       (rc->lazy & page_bits(rg, ev->start, ev->end));
+}
+
 static void add_range(struct rec *rc, uintptr_t a, uintptr_t b, uint32_t cls)
 {
 	if (rc->nrange < MAXR) {
@@ -252,6 +304,11 @@ static void quiet_check(struct rec *rc, int i, const char *what,
 	if (rec_env(&T.reg[rc->region], rc)) {
 		fz_noise("%s fired untouched, but the kernel moved or swapped "
 			 "its pages meanwhile", d);
+		return;
+	}
+	if (rc->lazy) {
+		fz_noise("%s fired untouched; reclaim may have unmapped and "
+			 "kept one of its MADV_FREE pages", d);
 		return;
 	}
 	fz_finding("%s fired though nothing touched it: state %#llx, armed "
@@ -323,6 +380,7 @@ static bool remap(struct region *rg, char *p, size_t len, int byte)
 	if (rg->kind == RK_HIDDEN && fz_madvise(p, len, MADV_DONTFORK))
 		fz_finding("MADV_DONTFORK on a fresh mapping: %s",
 			   strerror(errno));
+	lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, false);
 	memset(p, byte, len);
 	return true;
 }
@@ -418,11 +476,12 @@ static void created(struct region *rg, int slot, int i,
 		return;
 	}
 	rc->state = T.states + s;
+	rc->lazy = rg->lazy & page_bits(rg, rc->start, rc->end);
 	/* Nothing else touches the region while we hold its lock. */
 	if (!is_armed(rc)) {
-		if (rec_env(rg, rc))
+		if (rec_env(rg, rc) || rc->lazy)
 			fz_noise("%s fired right after WATCH: the kernel moved "
-				 "its pages", d);
+				 "its pages or reclaimed a lazy one", d);
 		else
 			fz_finding("%s invalid right after WATCH: state %#llx",
 				   d, (unsigned long long)word_of(rc));
@@ -725,6 +784,7 @@ static void op_zap(struct fz_ctx *c, struct region *rg)
 	}
 	invalidated(rg, (uintptr_t)p, (uintptr_t)p + len,
 		    REGWATCH_CLASS_CLEAR, false, what);
+	lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, adv == MADV_FREE);
 	memset(p, (int)fz_below(c, 256), len);
 }
 
@@ -824,6 +884,7 @@ static void op_mremap(struct fz_ctx *c, struct region *rg)
 		invalidated(rg, (uintptr_t)p, (uintptr_t)p + len,
 			    REGWATCH_CLASS_UNMAP, false, "mremap DONTUNMAP");
 		fz_munmap(c->tmp, len);
+		lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, false);
 		memset(p, (int)fz_below(c, 256), len);
 	}
 }
@@ -1556,13 +1617,14 @@ static void check_event(const struct regwatch_event *ev, size_t e)
 			   (unsigned long long)ev->watch_id);
 		return;
 	}
-	if (rc->env && ev->class == REGWATCH_CLASS_CLEAR &&
+	if ((rc->env || lazy_event(rc, ev)) &&
+	    ev->class == REGWATCH_CLASS_CLEAR &&
 	    !(ev->flags & REGWATCH_EVENT_ONESHOT) !=
 		    !(rc->flags & REGWATCH_WATCH_STREAMING) &&
 	    ev->start >= rc->start && ev->end <= rc->end &&
 	    (!(rc->classes & REGWATCH_CLASS_CLEAR) || !overlaps_hit(rc, ev))) {
-		fz_noise("%s: CLEAR [%#llx, %#llx) while the kernel moved its "
-			 "pages", d, (unsigned long long)ev->start,
+		fz_noise("%s: CLEAR [%#llx, %#llx) while the kernel moved or "
+			 "reclaimed its pages", d, (unsigned long long)ev->start,
 			 (unsigned long long)ev->end);
 		return;
 	}
