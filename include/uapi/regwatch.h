@@ -54,7 +54,9 @@
  *              move_pages migration, THP split and collapse, KSM merge.
  *              For pinned memory a CLEAR is sometimes a false alarm (the
  *              kernel tried to migrate or merge a pinned page and gave up,
- *              or split a THP and kept the pages); it is reported anyway.
+ *              or split a THP and kept the pages), and so is reclaim of a
+ *              page written again after MADV_FREE (unmapped, then mapped
+ *              back); it is reported anyway.
  *   RELEASE    MMU_NOTIFY_RELEASE: the address space is being torn down.
  *   PROTECTION MMU_NOTIFY_PROTECTION_VMA and _PAGE: mprotect, fork's
  *              write-protect, writeback. Only with REGWATCH_WATCH_PROTECTION.
