@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "guest_util.h"
+#include "rwt_util.h"
 
 #define PG		gu_page()
 #define THP_SIZE	(2UL << 20)
@@ -422,20 +423,6 @@ static void clear_madv_pageout(void **state)
 	regwatch_close(rw);
 }
 
-/* The pagemap entry of addr's page: present bit and PFN (we are root). */
-static uint64_t pagemap_of(const void *addr)
-{
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-	uint64_t e = 0;
-
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &e, sizeof(e),
-			       (off_t)((uintptr_t)addr / PG * sizeof(e))),
-			 sizeof(e));
-	close(fd);
-	return e & ((1ULL << 63) | ((1ULL << 55) - 1));
-}
-
 /*
  * A CLEAR that changes no page: reclaim of a page that was MADV_FREE'd
  * and then written again. try_to_unmap() announces the CLEAR before it
@@ -463,7 +450,7 @@ static void clear_reclaim_keeps_lazy_page(void **state)
 	p = gu_map_anon(16);
 	assert_int_equal(madvise(pg(p, 4), 4 * PG, MADV_FREE), 0);
 	memset(pg(p, 4), 0x5c, 4 * PG);		/* dirty again: kept */
-	before = pagemap_of(pg(p, 5));
+	before = rwt_pagemap(pg(p, 5));
 	gu_watch(rw, pg(p, 5), PG, 0, &w);
 	gu_watch(rw, pg(p, 12), PG, 0, &ctl);
 	ret = madvise(pg(p, 4), 4 * PG, MADV_PAGEOUT);
@@ -475,8 +462,8 @@ static void clear_reclaim_keeps_lazy_page(void **state)
 	gu_assert_quiet(&ev, &ctl);
 	gu_assert_nevents(&ev, 1);
 	/* The same page, still mapped, with the data written after FREE. */
-	assert_true(before >> 63);
-	assert_true(pagemap_of(pg(p, 5)) == before);
+	assert_true(before != ~0ULL && before >> 63);
+	assert_true(rwt_pagemap(pg(p, 5)) == before);
 	assert_int_equal(p[5 * PG], 0x5c);
 
 	gu_unmap(p, 16);
