@@ -1030,10 +1030,13 @@ void trk_op(struct fz_ctx *c)
 	pthread_rwlock_rdlock(&T.global);
 	pthread_mutex_lock(&rg->lock);
 	/*
-	 * Kernel page moves (env_check) are looked for after the operations
-	 * that leave the pages alone, before the ones that change them.
+	 * Kernel page moves (env_check) are looked for before every
+	 * operation that touches the pages, and after those that leave them
+	 * alone. Before, because faulting a page in can undo a move out of
+	 * sight: POPULATE or mlock maps a page reclaim had unmapped, from the
+	 * swap or page cache, under its old PFN.
 	 */
-	if (op >= 48 && op < 92)
+	if (op >= 48)
 		env_check(rg);
 	if (op < 26)
 		op_watch(c, rg);
