@@ -156,7 +156,8 @@ static long rw_ioctl_config(struct rw_monitor *mon, void __user *arg)
 	cfg.max_watches = watches;
 	cfg.features = REGWATCH_FEAT_ONESHOT | REGWATCH_FEAT_STREAMING |
 		       REGWATCH_FEAT_EVENTFD | REGWATCH_FEAT_BATCH |
-		       REGWATCH_FEAT_READ | REGWATCH_FEAT_SIGNAL;
+		       REGWATCH_FEAT_READ | REGWATCH_FEAT_SIGNAL |
+		       REGWATCH_FEAT_BACKGROUND;
 	cfg.shared_offset = RW_OFF_SHARED;
 	cfg.shared_size = (u64)mon->nr_pages << PAGE_SHIFT;
 	cfg.consumer_offset = RW_OFF_CONSUMER;

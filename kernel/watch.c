@@ -11,6 +11,7 @@
  */
 #include <linux/mm.h>
 #include <linux/rcupdate.h>
+#include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -38,6 +39,13 @@ static u32 rw_class_of(enum mmu_notifier_event event)
 	}
 }
 
+/* Not a call or fault of the watcher's own threads (EVENT_BACKGROUND). */
+static bool rw_background(const struct rw_monitor *mon)
+{
+	return (current->flags & (PF_KTHREAD | PF_IO_WORKER | PF_MEMALLOC)) ||
+	       task_tgid(current) != mon->tgid;
+}
+
 /*
  * Never sleeps and never allocates, so the same code serves blockable and
  * non-blockable (OOM reaper) ranges; ring_lock is a spinlock held for a
@@ -60,7 +68,8 @@ static bool rw_invalidate(struct mmu_interval_notifier *mni,
 	rcu_read_lock();
 	signo = rw_sync_signo(mon, range);
 	flags = (blockable ? 0 : REGWATCH_EVENT_NONBLOCK) |
-		(signo ? REGWATCH_EVENT_SYNC : 0);
+		(signo ? REGWATCH_EVENT_SYNC : 0) |
+		(rw_background(mon) ? REGWATCH_EVENT_BACKGROUND : 0);
 
 	spin_lock(&mon->ring_lock);
 	mmu_interval_set_seq(mni, cur_seq);

@@ -43,6 +43,7 @@
 #define REGWATCH_FEAT_BATCH		(1ULL << 3)
 #define REGWATCH_FEAT_READ		(1ULL << 4)
 #define REGWATCH_FEAT_SIGNAL		(1ULL << 5)
+#define REGWATCH_FEAT_BACKGROUND	(1ULL << 6)	/* EVENT_BACKGROUND */
 
 /*
  * Invalidation classes. The kernel's MMU notifier event types map onto
@@ -150,6 +151,15 @@ struct regwatch_consumer {
 							 * range (OOM reaper) */
 /* The invalidating thread is signalled (REGWATCH_IOC_SET_SIGNAL). */
 #define REGWATCH_EVENT_SYNC		(1U << 2)
+/*
+ * The kernel did it on its own, not a call or fault of a thread of the
+ * watching process: the callback ran in a kernel thread (kswapd,
+ * kcompactd, khugepaged, ksmd, the OOM reaper), an io_uring worker or
+ * another process, or inside memory reclaim or compaction (PF_MEMALLOC:
+ * also the direct reclaim of this process's own allocations, and its
+ * MADV_PAGEOUT). Informational: the range is as stale as any other.
+ */
+#define REGWATCH_EVENT_BACKGROUND	(1U << 3)
 
 struct regwatch_event {
 	__u32 type;		/* REGWATCH_EVENT_* */

@@ -226,8 +226,8 @@ static bool event_matches(const struct regwatch_event *e,
 			  const struct gu_watch *w, uint32_t cls,
 			  uintptr_t start, uintptr_t end)
 {
-	uint32_t flags = (w->flags & REGWATCH_WATCH_STREAMING) ?
-			 0 : REGWATCH_EVENT_ONESHOT;
+	uint32_t flags = ((w->flags & REGWATCH_WATCH_STREAMING) ?
+			  0 : REGWATCH_EVENT_ONESHOT) | w->background;
 
 	return e->type == REGWATCH_EVENT_INVALIDATE && e->class == cls &&
 	       e->flags == flags && e->watch_id == w->ref.id &&

@@ -29,6 +29,9 @@ struct gu_watch {
 	uint64_t cookie;	/* unique per watch in the process */
 	unsigned int flags;	/* REGWATCH_WATCH_* */
 	uintptr_t start, end;	/* the page-rounded range */
+	/* REGWATCH_EVENT_BACKGROUND when the kernel, not the test's own
+	 * calls, is to fire it (reclaim, ksmd): checked by gu_assert_*. */
+	unsigned int background;
 };
 
 /* Events drained from a monitor. n counts all of them; the first

@@ -515,6 +515,8 @@ int main(void)
 
 			if (ev->type == REGWATCH_EVENT_INVALIDATE &&
 			    (ev->flags & REGWATCH_EVENT_NONBLOCK) &&
+			    /* the reaper is a kernel thread */
+			    (ev->flags & REGWATCH_EVENT_BACKGROUND) &&
 			    ev->class == REGWATCH_CLASS_UNMAP && ck >= 1 &&
 			    ck <= nwatch &&
 			    ev->start == vi.arena + (ck - 1) * PG &&

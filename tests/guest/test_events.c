@@ -409,6 +409,7 @@ static void clear_madv_pageout(void **state)
 	/* Reclaim fires once per page: watch single pages. */
 	gu_watch(rw, pg(p, 5), PG, 0, &w);
 	gu_watch(rw, pg(p, 12), PG, 0, &ctl);
+	w.background = REGWATCH_EVENT_BACKGROUND;	/* reclaim's context */
 	ret = madvise(pg(p, 4), 4 * PG, MADV_PAGEOUT);
 	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
 	assert_int_equal(ret, 0);
@@ -453,6 +454,7 @@ static void clear_reclaim_keeps_lazy_page(void **state)
 	before = rwt_pagemap(pg(p, 5));
 	gu_watch(rw, pg(p, 5), PG, 0, &w);
 	gu_watch(rw, pg(p, 12), PG, 0, &ctl);
+	w.background = REGWATCH_EVENT_BACKGROUND;	/* reclaim's context */
 	ret = madvise(pg(p, 4), 4 * PG, MADV_PAGEOUT);
 	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
 	assert_int_equal(ret, 0);
@@ -694,6 +696,7 @@ static void clear_ksm_merge(void **state)
 	/* Merging goes page by page: watch single pages. */
 	gu_watch(rw, pg(p, 3), PG, 0, &w);
 	gu_watch(rw, pg(p, 8), PG, 0, &ctl);
+	w.background = REGWATCH_EVENT_BACKGROUND;	/* ksmd merges */
 	sharing0 = gu_read_long(KSM_DIR "/pages_sharing");
 	assert_int_equal(gu_write_file(KSM_DIR "/pages_to_scan", "1000"), 0);
 	assert_int_equal(gu_write_file(KSM_DIR "/sleep_millisecs", "10"), 0);
