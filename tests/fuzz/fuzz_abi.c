@@ -81,7 +81,8 @@ static void check_events(const struct regwatch_event *ev, size_t n,
 			     e->class < 1U << REGWATCH_NR_CLASSES &&
 			     e->start < e->end &&
 			     !((e->start | e->end) & (FZ_PG - 1)) &&
-			     !(e->flags & ~(uint32_t)REGWATCH_EVENT_ONESHOT) &&
+			     !(e->flags & ~(uint32_t)(REGWATCH_EVENT_ONESHOT |
+						REGWATCH_EVENT_BACKGROUND)) &&
 			     REGWATCH_ID_SLOT(e->watch_id) < max_watches &&
 			     REGWATCH_ID_GEN(e->watch_id) && !e->pad;
 		if (!ok)

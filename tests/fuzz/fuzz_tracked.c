@@ -27,10 +27,13 @@
  *
  * Random interference: other threads add untracked watches to this
  * monitor (their events must belong to a watch the fuzzer created), read
- * its counters, and run everything else in the process. A watch that
- * fires though nothing touched it is a finding unless /proc/self/pagemap
- * shows the kernel moved or swapped one of its pages (compaction,
- * reclaim): that is counted as noise and the watch becomes unknown.
+ * its counters, and run everything else in the process. The kernel
+ * also invalidates on its own (reclaim, compaction, KSM; some of it
+ * announces a CLEAR and then keeps the page, which no pagemap snapshot
+ * can see): a watch that fires though nothing touched it becomes
+ * unknown, and every event that none of our calls explains must be a
+ * CLEAR flagged REGWATCH_EVENT_BACKGROUND (counted as noise); any other
+ * is a finding.
  *
  * A drainer thread consumes the ring by regwatch_drain(), read(2) with
  * random sizes and buffers, poll, eventfd, and writes of implausible
@@ -81,8 +84,6 @@ struct rec {
 	uint32_t classes;		/* classes it saw (hit or maybe) */
 	int region;
 	bool live, hit, maybe;
-	bool env;			/* the kernel moved one of its pages */
-	uint32_t lazy;			/* its region pages that were lazy */
 	atomic_bool retired;
 	int nhit;			/* definite hits */
 	int nrange;
@@ -97,8 +98,6 @@ struct region {
 	char *base;
 	int memfd;
 	int live[MAXLIVE];
-	uint64_t pfn[RPAGES];		/* pagemap after our last operation */
-	uint32_t lazy;			/* pages MADV_FREE'd, then rewritten */
 };
 
 struct ut {
@@ -116,7 +115,6 @@ static struct {
 	const struct regwatch_shared_header *hdr;	/* our own mapping */
 	struct regwatch_consumer *cons;			/* our own mapping */
 	const uint64_t *states;
-	int pagemap;
 	struct region reg[NREGIONS];
 	pthread_rwlock_t global;
 	struct rec *recs;
@@ -139,6 +137,7 @@ static struct {
 	atomic_ullong n_watch, n_fired, n_quiet, n_unknown, n_inval, n_nofire;
 	atomic_ullong n_fork, n_softdirty, n_epochs, n_events, n_ut, n_batch;
 	atomic_ullong n_reads, n_garbage_heads, n_drains;
+	atomic_ullong n_untouched, n_background;
 } T;
 
 static void epoch_end(bool final);
@@ -165,109 +164,6 @@ static uintptr_t umin(uintptr_t a, uintptr_t b)
 	return a < b ? a : b;
 }
 
-/* pagemap entries: present, swapped and the PFN. Not counted as calls. */
-static void pfn_read(uintptr_t start, int n, uint64_t *out)
-{
-	uint64_t buf[RPAGES];
-	const uint64_t mask = (1ULL << 63) | (1ULL << 62) | ((1ULL << 55) - 1);
-	ssize_t want = (ssize_t)n * 8;
-	int i;
-
-	if (pread(T.pagemap, buf, (size_t)want, (off_t)(start / FZ_PG * 8)) !=
-	    want)
-		memset(buf, 0xff, sizeof(buf));
-	for (i = 0; i < n; i++)
-		out[i] = buf[i] & mask;
-}
-
-/*
- * The kernel also moves pages by itself (compaction, NUMA balancing,
- * reclaim) and announces each move as a CLEAR that no operation of ours
- * explains. Only the region's lock holder changes its pages, so a page
- * whose pagemap entry differs from the snapshot taken after our last
- * operation was moved by the kernel: the watches over it may get such a
- * CLEAR (rec->env), touched or not.
- */
-static void env_snap(struct region *rg)
-{
-	pfn_read((uintptr_t)rg->base, RPAGES, rg->pfn);
-}
-
-/* Did the kernel move one of rc's pages since our last operation on rg? */
-static bool rec_env(const struct region *rg, struct rec *rc)
-{
-	uint64_t now[RPAGES];
-	long first = (long)((rc->start - (uintptr_t)rg->base) / FZ_PG);
-	int n = (int)((rc->end - rc->start) / FZ_PG), p;
-
-	if (rc->start < (uintptr_t)rg->base || first + n > RPAGES)
-		return rc->env;
-	pfn_read(rc->start, n, now);
-	for (p = 0; p < n; p++)
-		if (now[p] != rg->pfn[first + p])
-			rc->env = true;
-	return rc->env;
-}
-
-static void env_check(struct region *rg)
-{
-	int s;
-
-	for (s = 0; s < MAXLIVE; s++)
-		if (rg->live[s] >= 0)
-			rec_env(rg, &T.recs[rg->live[s]]);
-}
-
-/* The region's pages [a, b) touches, as a bit mask. */
-static uint32_t page_bits(const struct region *rg, uintptr_t a, uintptr_t b)
-{
-	uintptr_t base = (uintptr_t)rg->base, p;
-	uint32_t m = 0;
-
-	for (p = umax(a, base) & ~(FZ_PG - 1); p < umin(b, base + RBYTES);
-	     p += FZ_PG)
-		m |= 1U << ((p - base) / FZ_PG);
-	return m;
-}
-
-/*
- * A page MADV_FREE'd and written again stays lazily freeable: when
- * reclaim picks it, try_to_unmap() announces a CLEAR, finds the page
- * dirty and maps the same page back. That CLEAR changes no pagemap entry,
- * so env_check cannot see it; the oracle remembers which pages may do
- * it, per region and, for the watches live meanwhile, per watch. A page
- * is lazy from our MADV_FREE until we replace it (DONTNEED, a new
- * mapping); the kernel may make it ordinary sooner, which only widens
- * the excuse.
- */
-static void lazy_set(struct region *rg, uintptr_t a, uintptr_t b, bool lazy)
-{
-	uint32_t m = page_bits(rg, a, b);
-	int s;
-
-	if (!lazy) {
-		rg->lazy &= ~m;
-		return;
-	}
-	rg->lazy |= m;
-	for (s = 0; s < MAXLIVE; s++)
-		if (rg->live[s] >= 0) {
-			struct rec *rc = &T.recs[rg->live[s]];
-
-			rc->lazy |= rg->lazy & page_bits(rg, rc->start, rc->end);
-		}
-}
-
-/* Is ev one page that reclaim may have unmapped and kept (lazy_set)? */
-static bool lazy_event(const struct rec *rc, const struct regwatch_event *ev)
-{
-	const struct region *rg = &T.reg[rc->region];
-
-	return ev->class == REGWATCH_CLASS_CLEAR &&
-	       ev->end - ev->start == FZ_PG && !(ev->start % FZ_PG) &&
-	       (rc->lazy & page_bits(rg, ev->start, ev->end));
-}
-
 static void add_range(struct rec *rc, uintptr_t a, uintptr_t b, uint32_t cls)
 {
 	if (rc->nrange < MAXR) {
@@ -286,35 +182,16 @@ static void describe(const struct rec *rc, int i, char *buf, size_t len)
 		 rkind_name[T.reg[rc->region].kind], rc->region);
 }
 
-/* A watch nothing we did overlapped must still be armed. */
-static void quiet_check(struct rec *rc, int i, const char *what,
-			uintptr_t a, uintptr_t b, uint32_t cls)
+/*
+ * A watch nothing we did overlapped has fired: only the kernel's own
+ * work can explain that, which check_event demands of its events.
+ */
+static void quiet_check(struct rec *rc)
 {
-	char d[200];
-	uint64_t w;
-
-	if (rc->hit || rc->maybe)
+	if (rc->hit || rc->maybe || is_armed(rc))
 		return;
-	w = word_of(rc);
-	if (w == rc->armed)
-		return;
-	describe(rc, i, d, sizeof(d));
 	rc->maybe = true;
-	add_range(rc, rc->start, rc->end, REGWATCH_CLASS_CLEAR);
-	if (rec_env(&T.reg[rc->region], rc)) {
-		fz_noise("%s fired untouched, but the kernel moved or swapped "
-			 "its pages meanwhile", d);
-		return;
-	}
-	if (rc->lazy) {
-		fz_noise("%s fired untouched; reclaim may have unmapped and "
-			 "kept one of its MADV_FREE pages", d);
-		return;
-	}
-	fz_finding("%s fired though nothing touched it: state %#llx, armed "
-		   "%#llx (noticed after %s of [%#lx, %#lx) class %#x)", d,
-		   (unsigned long long)w, (unsigned long long)rc->armed, what,
-		   (unsigned long)a, (unsigned long)b, cls);
+	atomic_fetch_add(&T.n_untouched, 1);
 }
 
 /*
@@ -353,7 +230,7 @@ static void invalidated(struct region *rg, uintptr_t a, uintptr_t b,
 					   (unsigned long long)word_of(rc));
 			}
 		} else {
-			quiet_check(rc, i, what, a, b, cls);
+			quiet_check(rc);
 		}
 	}
 }
@@ -380,7 +257,6 @@ static bool remap(struct region *rg, char *p, size_t len, int byte)
 	if (rg->kind == RK_HIDDEN && fz_madvise(p, len, MADV_DONTFORK))
 		fz_finding("MADV_DONTFORK on a fresh mapping: %s",
 			   strerror(errno));
-	lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, false);
 	memset(p, byte, len);
 	return true;
 }
@@ -476,15 +352,13 @@ static void created(struct region *rg, int slot, int i,
 		return;
 	}
 	rc->state = T.states + s;
-	rc->lazy = rg->lazy & page_bits(rg, rc->start, rc->end);
-	/* Nothing else touches the region while we hold its lock. */
+	/*
+	 * Nothing else of ours touches the region while we hold its lock:
+	 * only the kernel's own work can have fired it (check_event).
+	 */
 	if (!is_armed(rc)) {
-		if (rec_env(rg, rc) || rc->lazy)
-			fz_noise("%s fired right after WATCH: the kernel moved "
-				 "its pages or reclaimed a lazy one", d);
-		else
-			fz_finding("%s invalid right after WATCH: state %#llx",
-				   d, (unsigned long long)word_of(rc));
+		rc->maybe = true;
+		atomic_fetch_add(&T.n_untouched, 1);
 	}
 	rc->live = true;
 	rg->live[slot] = i;
@@ -633,7 +507,7 @@ static void retire_check(struct rec *rc, int i)
 	uint64_t w = word_of(rc);
 
 	if (!rc->hit && !rc->maybe && w != rc->armed)
-		quiet_check(rc, i, "retire", 0, 0, 0);
+		quiet_check(rc);
 	if (rc->hit && w == rc->armed) {
 		describe(rc, i, d, sizeof(d));
 		fz_finding("%s still armed after %d invalidations", d,
@@ -784,7 +658,6 @@ static void op_zap(struct fz_ctx *c, struct region *rg)
 	}
 	invalidated(rg, (uintptr_t)p, (uintptr_t)p + len,
 		    REGWATCH_CLASS_CLEAR, false, what);
-	lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, adv == MADV_FREE);
 	memset(p, (int)fz_below(c, 256), len);
 }
 
@@ -884,7 +757,6 @@ static void op_mremap(struct fz_ctx *c, struct region *rg)
 		invalidated(rg, (uintptr_t)p, (uintptr_t)p + len,
 			    REGWATCH_CLASS_UNMAP, false, "mremap DONTUNMAP");
 		fz_munmap(c->tmp, len);
-		lazy_set(rg, (uintptr_t)p, (uintptr_t)p + len, false);
 		memset(p, (int)fz_below(c, 256), len);
 	}
 }
@@ -1029,15 +901,6 @@ void trk_op(struct fz_ctx *c)
 	op = (int)fz_below(c, 100);
 	pthread_rwlock_rdlock(&T.global);
 	pthread_mutex_lock(&rg->lock);
-	/*
-	 * Kernel page moves (env_check) are looked for before every
-	 * operation that touches the pages, and after those that leave them
-	 * alone. Before, because faulting a page in can undo a move out of
-	 * sight: POPULATE or mlock maps a page reclaim had unmapped, from the
-	 * swap or page cache, under its old PFN.
-	 */
-	if (op >= 48)
-		env_check(rg);
 	if (op < 26)
 		op_watch(c, rg);
 	else if (op < 32)
@@ -1060,9 +923,6 @@ void trk_op(struct fz_ctx *c)
 		op_memfd(c, rg);
 	else
 		op_nofire(c, rg);
-	if (op < 48 || op >= 92)
-		env_check(rg);
-	env_snap(rg);
 	pthread_mutex_unlock(&rg->lock);
 	pthread_rwlock_unlock(&T.global);
 }
@@ -1109,7 +969,7 @@ static void global_fork(struct fz_ctx *c)
 						   "(PROTECTION_PAGE)", d);
 				}
 			} else {
-				quiet_check(rc, i, "fork", 0, 0, 0);
+				quiet_check(rc);
 			}
 		}
 	}
@@ -1180,8 +1040,7 @@ static void global_clear_refs(struct fz_ctx *c)
 						   "clear_refs soft-dirty", d);
 				}
 			} else {
-				quiet_check(rc, i, soft ? "clear_refs 4" :
-					    "clear_refs 1/5", 0, 0, 0);
+				quiet_check(rc);
 			}
 		}
 	}
@@ -1581,7 +1440,8 @@ static void check_event(const struct regwatch_event *ev, size_t e)
 	if (ev->type != REGWATCH_EVENT_INVALIDATE || !ev->class ||
 	    (ev->class & (ev->class - 1)) || ev->class >= 1U << REGWATCH_NR_CLASSES ||
 	    ev->start >= ev->end || (ev->start | ev->end) & (FZ_PG - 1) ||
-	    ev->flags & ~(uint32_t)REGWATCH_EVENT_ONESHOT || ev->pad) {
+	    ev->flags & ~(uint32_t)(REGWATCH_EVENT_ONESHOT |
+				     REGWATCH_EVENT_BACKGROUND) || ev->pad) {
 		fz_finding("event %zu malformed: type %u class %#x flags %#x pad "
 			   "%u id %#llx [%#llx, %#llx)", e, ev->type, ev->class,
 			   ev->flags, ev->pad, (unsigned long long)ev->watch_id,
@@ -1620,20 +1480,24 @@ static void check_event(const struct regwatch_event *ev, size_t e)
 			   (unsigned long long)ev->watch_id);
 		return;
 	}
-	if ((rc->env || lazy_event(rc, ev)) &&
+	/* The kernel's own work (reclaim, compaction, KSM...) may fire any
+	 * watch, touched or not; nothing else may fire an untouched one. */
+	if ((ev->flags & REGWATCH_EVENT_BACKGROUND) &&
 	    ev->class == REGWATCH_CLASS_CLEAR &&
 	    !(ev->flags & REGWATCH_EVENT_ONESHOT) !=
 		    !(rc->flags & REGWATCH_WATCH_STREAMING) &&
 	    ev->start >= rc->start && ev->end <= rc->end &&
 	    (!(rc->classes & REGWATCH_CLASS_CLEAR) || !overlaps_hit(rc, ev))) {
-		fz_noise("%s: CLEAR [%#llx, %#llx) while the kernel moved or "
-			 "reclaimed its pages", d, (unsigned long long)ev->start,
+		fz_noise("%s: CLEAR [%#llx, %#llx) made by the kernel on its "
+			 "own", d, (unsigned long long)ev->start,
 			 (unsigned long long)ev->end);
+		atomic_fetch_add(&T.n_background, 1);
 		return;
 	}
-	if (!rc->hit && !rc->maybe) {
-		fz_finding("%s got an event (class %#x, [%#llx, %#llx)) but "
-			   "nothing touched it", d, ev->class,
+	if (!rc->nrange) {
+		fz_finding("%s got an event (class %#x flags %#x, [%#llx, "
+			   "%#llx)) but nothing we did touched it", d,
+			   ev->class, ev->flags,
 			   (unsigned long long)ev->start,
 			   (unsigned long long)ev->end);
 		return;
@@ -1703,8 +1567,6 @@ static void epoch_end(bool final)
 		return;
 	}
 	/* No region operation runs: retire everything. */
-	for (r = 0; r < NREGIONS; r++)
-		env_check(&T.reg[r]);
 	for (r = 0; r < NREGIONS; r++)
 		for (s = 0; s < MAXLIVE; s++)
 			if (T.reg[r].live[s] >= 0)
@@ -1804,9 +1666,6 @@ int trk_init(void)
 	T.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (T.efd < 0 || regwatch_set_eventfd(T.rw, T.efd))
 		return -1;
-	T.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (T.pagemap < 0)
-		return -1;
 	pthread_rwlockattr_init(&ra);
 	pthread_rwlockattr_setkind_np(&ra,
 				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1843,7 +1702,6 @@ int trk_init(void)
 		if (rg->kind == RK_HIDDEN && madvise(p, RBYTES, MADV_DONTFORK))
 			return -1;
 		memset(p, 0x5a, RBYTES);
-		env_snap(rg);
 	}
 	if (fz_ctx_init(&T.dctx, FZ_DRAIN_CTX, 0xd7a1))
 		return -1;
@@ -1880,7 +1738,6 @@ int trk_finish(void)
 	munmap(T.cons, T.cfg.consumer_size);
 	regwatch_close(T.rw);
 	close(T.efd);
-	close(T.pagemap);
 	for (r = 0; r < NREGIONS; r++) {
 		munmap(T.reg[r].base, RBYTES);
 		if (T.reg[r].memfd >= 0)
@@ -1901,8 +1758,9 @@ void trk_summary(char *buf, size_t len)
 		 "untouched), %llu unknown; %llu invalidating calls, %llu forks, "
 		 "%llu soft-dirty clears, %llu batches, %llu untracked watches; "
 		 "%llu events (monitor's own count equal at each of %llu "
-		 "epochs), %llu ring drains, %llu reads, %llu bogus consumer "
-		 "heads",
+		 "epochs; %llu of them the kernel's own CLEARs, %llu watches "
+		 "fired by those alone), %llu ring drains, %llu reads, %llu "
+		 "bogus consumer heads",
 		 (unsigned long long)(atomic_load(&T.n_fired) +
 				      atomic_load(&T.n_quiet)),
 		 (unsigned long long)atomic_load(&T.n_fired),
@@ -1915,6 +1773,8 @@ void trk_summary(char *buf, size_t len)
 		 (unsigned long long)atomic_load(&T.n_ut),
 		 (unsigned long long)atomic_load(&T.n_events),
 		 (unsigned long long)atomic_load(&T.n_epochs),
+		 (unsigned long long)atomic_load(&T.n_background),
+		 (unsigned long long)atomic_load(&T.n_untouched),
 		 (unsigned long long)atomic_load(&T.n_drains),
 		 (unsigned long long)atomic_load(&T.n_reads),
 		 (unsigned long long)atomic_load(&T.n_garbage_heads));

@@ -125,7 +125,7 @@ snoise=$(sum_field stress 's/.* events (\([0-9]*\) from pages the kernel moved)$
 mfind=$(sum_field mirror 's/^fuzz_regwatch: findings \([0-9]*\)$/\1/p')
 sevents=$(sum_field stress 's/.*mprotects, \([0-9]*\) events.*/\1/p')
 fbad=$(bad_runs fuzz) mbad=$(bad_runs mirror) sbad=$(bad_runs stress)
-echo "soak: fuzzer: $fr runs, $fcalls calls, $ffind findings; tracked events $fevents (each equal to its monitor's own count), $fnoise explained by kernel page moves"
+echo "soak: fuzzer: $fr runs, $fcalls calls, $ffind findings; tracked events $fevents (each equal to its monitor's own count), $fnoise put down to the kernel's own work (REGWATCH_EVENT_BACKGROUND)"
 echo "soak: mirror fuzzer: $mr runs, $mcalls calls, $mfind findings"
 echo "soak: test_stress: $sr runs, $((sr - sbad)) passed, $sevents events checked by its oracle, $snoise from kernel page moves"
 check "fuzzer runs clean ($fr runs)" $(( fr == 0 || fbad != 0 ))
