@@ -121,13 +121,13 @@ mcalls=$(sum_field mirror 's/^fuzz_regwatch: calls \([0-9]*\).*/\1/p')
 fevents=$(sum_field fuzz 's/^fuzz_regwatch: tracked: .* \([0-9]*\) events (monitor.*/\1/p')
 ffind=$(sum_field fuzz 's/^fuzz_regwatch: findings \([0-9]*\)$/\1/p')
 fnoise=$(sum_field fuzz 's/^fuzz_regwatch: \([0-9]*\) events explained by the environment.*/\1/p')
-snoise=$(sum_field stress 's/.* events (\([0-9]*\) from pages the kernel moved)$/\1/p')
+snoise=$(sum_field stress 's/.* events (\([0-9]*\) the kernel'"'"'s own CLEARs)$/\1/p')
 mfind=$(sum_field mirror 's/^fuzz_regwatch: findings \([0-9]*\)$/\1/p')
 sevents=$(sum_field stress 's/.*mprotects, \([0-9]*\) events.*/\1/p')
 fbad=$(bad_runs fuzz) mbad=$(bad_runs mirror) sbad=$(bad_runs stress)
 echo "soak: fuzzer: $fr runs, $fcalls calls, $ffind findings; tracked events $fevents (each equal to its monitor's own count), $fnoise put down to the kernel's own work (REGWATCH_EVENT_BACKGROUND)"
 echo "soak: mirror fuzzer: $mr runs, $mcalls calls, $mfind findings"
-echo "soak: test_stress: $sr runs, $((sr - sbad)) passed, $sevents events checked by its oracle, $snoise from kernel page moves"
+echo "soak: test_stress: $sr runs, $((sr - sbad)) passed, $sevents events checked by its oracle, $snoise of them the kernel's own CLEARs"
 check "fuzzer runs clean ($fr runs)" $(( fr == 0 || fbad != 0 ))
 check "mirror fuzzer runs clean ($mr runs)" $(( mr == 0 || mbad != 0 ))
 check "test_stress runs pass ($sr runs)" $(( sr == 0 || sbad != 0 ))
