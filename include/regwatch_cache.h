@@ -299,6 +299,9 @@ struct regwatch_cache_stats {
 	uint64_t registered;		/* registrations alive now (entries
 					 * plus removed, still referenced) */
 	uint64_t registered_bytes;	/* their bytes */
+	uint64_t background;		/* invalidations the kernel made on
+					 * its own: reclaim, compaction, KSM
+					 * (REGWATCH_EVENT_BACKGROUND) */
 };
 
 /* Snapshot of the counters. -ECHILD in a forked child. */

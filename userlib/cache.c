@@ -435,11 +435,13 @@ static const void *hash_hint(void *val)
 /* ---------------------------------------------------------- invalidation */
 
 static void invalidate(struct regwatch_cache *c, struct regwatch_cache_entry *e,
-		       uint32_t class)
+		       uint32_t class, uint32_t flags)
 {
 	int bit = class ? __builtin_ctz(class) : -1;
 
 	c->st.invalidations++;
+	if (flags & REGWATCH_EVENT_BACKGROUND)
+		c->st.background++;
 	if (bit >= 0 && bit < 8)
 		c->st.by_class[bit]++;
 	if (class == REGWATCH_CLASS_CLEAR) {
@@ -475,7 +477,7 @@ static int on_event(const struct regwatch_event *ev, void *arg)
 	 * (an earlier attempt's watch, a recycled entry) is ignored. */
 	if (!e || !(entry_flags(e) & ENTRY_INDEXED) || e->cold->watch.id != ev->watch_id)
 		return 0;
-	invalidate(c, e, ev->class);
+	invalidate(c, e, ev->class, ev->flags);
 	return 0;
 }
 
@@ -489,7 +491,7 @@ static void resync(struct regwatch_cache *c)
 		next = e->cold->lru_next;
 		if (!entry_valid(e)) {
 			c->st.resync_invalidations++;
-			invalidate(c, e, 0);
+			invalidate(c, e, 0, 0);
 		}
 	}
 }

@@ -52,6 +52,7 @@ struct fake_monitor {
 					 * like the module's ring reservation */
 	int drain_err;			/* drain returns this once */
 	bool lose_events;		/* fire without queueing */
+	uint32_t fire_flags;		/* added to the events' flags */
 	bool skip_sync;			/* watch does not wait */
 	void (*on_watch)(struct fake_monitor *m, uintptr_t start, uintptr_t end,
 			 void *arg);
@@ -268,7 +269,7 @@ static inline int fake_fire(struct fake_monitor *m, uintptr_t start,
 			struct regwatch_event ev = {
 				.type = REGWATCH_EVENT_INVALIDATE,
 				.class = class,
-				.flags = REGWATCH_EVENT_ONESHOT,
+				.flags = REGWATCH_EVENT_ONESHOT | m->fire_flags,
 				.watch_id = w->id,
 				.cookie = w->cookie,
 				.start = start > w->start ? start : w->start,

@@ -82,6 +82,14 @@ static void test_unchanged_and_changed(void **state)
 	assert_int_equal(regwatch_cache_process_events(f->c), 1);
 	st = fx_stats(f);
 	assert_int_equal(st.clear_unchanged + st.clear_changed + st.clear_unknown, 2);
+	/* The kernel's own invalidations are counted apart. */
+	assert_int_equal(st.background, 0);
+	get_put_real(f, buf, len);
+	f->m->fire_flags = REGWATCH_EVENT_BACKGROUND;
+	clear(f, buf, len);
+	st = fx_stats(f);
+	assert_int_equal(st.background, 1);
+	assert_int_equal(st.invalidations, 4);
 	munmap(keep, len);
 	munmap(buf, len);
 	assert_int_equal(fx_free(f), 0);
