@@ -171,9 +171,28 @@ cd "$REGWATCH_REPO" || setup_failed "cd $REGWATCH_REPO"
 # Marks where the command starts in the kernel log (run-guest.sh shows
 # what follows when the command fails).
 echo "<6>regwatch-vm: command start" >/dev/kmsg
+# kmemleak's own thread scans every 10 minutes and logs only a count. An
+# object that is referenced again later (a false positive) is gone from
+# its file by the end: print the suspects as soon as a report appears.
+watch_kmemleak() {
+	local seen=0 n
+	while sleep 20; do
+		n=$(dmesg | grep -c 'new suspected memory leak')
+		[ "$n" -gt "$seen" ] || continue
+		seen=$n
+		echo "regwatch-vm: kmemleak reported at $(cut -d' ' -f1 /proc/uptime) s; its suspects now:"
+		head -n 150 /sys/kernel/debug/kmemleak
+	done
+}
+watcher=""
+if [ -r /sys/kernel/debug/kmemleak ]; then
+	watch_kmemleak &
+	watcher=$!
+fi
 left=$((REGWATCH_VM_DEADLINE - $(cut -d. -f1 /proc/uptime)))
 [ $left -gt 0 ] || left=1
 timeout -k 5 $left "$@" </dev/null
 rc=$?
+[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
 [ $rc = 124 ] && say "command timed out after ${left}s"
 finish $rc
