@@ -119,6 +119,13 @@ else
 	make -s -C "$KB" INSTALL_MOD_PATH="$MODROOT" modules_install >/dev/null
 	echo "$stamp" >"$KB/.regwatch-stamp"
 fi
+# A kernel tree cached without its modroot (copied alone) needs only the
+# install step, not a rebuild.
+if [ ! -f "$MODROOT/lib/modules/$(release)/modules.builtin" ]; then
+	say "installing modules.builtin into $MODROOT"
+	rm -rf "$MODROOT"
+	make -s -C "$KB" INSTALL_MOD_PATH="$MODROOT" modules_install >/dev/null
+fi
 [ -f "$MODROOT/lib/modules/$(release)/modules.builtin" ] ||
 	{ say "no modules.builtin in $MODROOT/lib/modules/$(release)" >&2; exit 1; }
 
