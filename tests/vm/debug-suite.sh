@@ -31,8 +31,10 @@ lockdep_on() { grep -qE '^ *debug_locks: +1$' /proc/lockdep_stats 2>/dev/null; }
 # to FILE. Fails if kmemleak is off (it disables itself on an internal error).
 kmemleak_suspects() {
 	local i
+	# In a fresh process each: kmemleak quietly stops a scan when the
+	# task that asked has a signal pending (SIGCHLD from any child).
 	for i in 1 2; do
-		echo scan >"$KMEMLEAK" 2>/dev/null || return 1
+		sh -c 'echo scan >"$1"' sh "$KMEMLEAK" 2>/dev/null || return 1
 	done
 	cat "$KMEMLEAK" >"$1" 2>/dev/null
 }
