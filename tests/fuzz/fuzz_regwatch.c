@@ -961,7 +961,7 @@ int main(int argc, char **argv)
 	printf("fuzz_regwatch: processes: %s\n", buf);
 	if (atomic_load(&fz->noise))
 		printf("fuzz_regwatch: %llu events explained by the environment "
-		       "(page moved or swapped by the kernel), not findings\n",
+		       "(the kernel's own CLEARs, flagged BACKGROUND), not findings\n",
 		       (unsigned long long)atomic_load(&fz->noise));
 	read_vmstat(vm1);
 	k = 0;
