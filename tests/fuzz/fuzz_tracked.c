@@ -357,10 +357,7 @@ static void created(struct region *rg, int slot, int i,
 	 * Nothing else of ours touches the region while we hold its lock:
 	 * only the kernel's own work can have fired it (check_event).
 	 */
-	if (!is_armed(rc)) {
-		rc->maybe = true;
-		atomic_fetch_add(&T.n_untouched, 1);
-	}
+	quiet_check(rc);
 	rc->live = true;
 	rg->live[slot] = i;
 	atomic_fetch_add(&T.n_watch, 1);
